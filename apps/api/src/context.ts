@@ -1,0 +1,13 @@
+import type { Logger } from 'pino';
+import type { Config, CoreParts, ExecutionEvents, ExecutionQueues, ExecutionService, Metrics } from '@sessionbox/core';
+
+/** Everything a route needs, built once by the server and handed to each router. */
+export interface ApiContext {
+  config: Config;
+  core: CoreParts;
+  executions: ExecutionService;
+  events: ExecutionEvents;
+  queues: ExecutionQueues;
+  logger: Logger;
+  metrics: Metrics;
+}

@@ -1,0 +1,57 @@
+import type { Readable, Writable } from 'node:stream';
+import type { Limits } from './schemas';
+
+/** What a session container is made of; the runtime turns it into engine settings. */
+export interface SessionContainerSpec {
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  limits: Limits;
+  /** OCI runtime: `runc` (default) or `runsc` (gVisor). */
+  runtime?: string;
+}
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  state: string;
+  running: boolean;
+  createdAt: Date;
+  oomKilled?: boolean;
+  exitCode?: number;
+}
+
+/** The supervisor's stdin and stdout inside a running container. */
+export interface AttachedStream {
+  stdin: Writable;
+  stdout: Readable;
+  close(): void;
+}
+
+export interface ContainerEvent {
+  action: string;
+  id: string;
+  labels: Record<string, string>;
+}
+
+export interface ContainerUsage {
+  memoryBytes: number;
+  cpuPercent: number | null;
+}
+
+/** The container engine behind sessionbox (Docker today; a pod per session would fit the same port). */
+export interface ContainerRuntime {
+  readonly hostName: string;
+  ping(): Promise<void>;
+  /** Creates and starts; leaves nothing behind when either step fails. */
+  createSessionContainer(spec: SessionContainerSpec): Promise<string>;
+  /** Idempotent: a container that is already gone, or being removed, counts as removed. */
+  remove(id: string): Promise<void>;
+  inspect(id: string): Promise<ContainerInfo | null>;
+  list(labelFilters: string[]): Promise<ContainerInfo[]>;
+  attach(id: string): Promise<AttachedStream>;
+  usage(id: string): Promise<ContainerUsage | null>;
+  /** Calls `onEvent` for die/destroy/oom of containers matching the filters; returns a stop function. */
+  watch(labelFilters: string[], onEvent: (e: ContainerEvent) => void, onError: (err: Error) => void): Promise<() => void>;
+}

@@ -1,0 +1,231 @@
+import Docker from 'dockerode';
+import { PassThrough } from 'node:stream';
+import type {
+  AttachedStream,
+  ContainerEvent,
+  ContainerInfo,
+  ContainerRuntime,
+  ContainerUsage,
+  SessionContainerSpec,
+} from './container-runtime';
+import { UnavailableError } from './errors';
+
+export interface DockerRuntimeOptions {
+  hostName: string;
+  /** `unix:///var/run/docker.sock`, `tcp://host:2375`, or a dockerode options object. */
+  endpoint: string | Docker.DockerOptions;
+  docker?: Docker;
+}
+
+const SANDBOX_UID = 1000;
+const TMP_MB_MAX = 64;
+
+export function dockerOptionsFromEndpoint(endpoint: string): Docker.DockerOptions {
+  if (endpoint.startsWith('unix://')) return { socketPath: endpoint.slice('unix://'.length) };
+  const url = new URL(endpoint.replace(/^tcp:/, 'http:'));
+  return { host: url.hostname, port: Number(url.port || 2375), protocol: 'http' };
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { statusCode?: number })?.statusCode;
+}
+
+/**
+ * Writable space is tmpfs, whose pages the kernel charges to the container's memory cgroup,
+ * so the engine limit is memory + disk: files can never eat the interpreter's share.
+ */
+export function hostConfigFor(spec: SessionContainerSpec): Docker.HostConfig {
+  const { memoryMb, diskMb, cpus, pids } = spec.limits;
+  const tmpMb = Math.min(TMP_MB_MAX, Math.max(4, Math.floor(diskMb / 4)));
+  const workMb = diskMb - tmpMb;
+  const mem = (memoryMb + diskMb) * 1024 * 1024;
+  const tmpfsOpts = `rw,nosuid,nodev,uid=${SANDBOX_UID},gid=${SANDBOX_UID}`;
+  return {
+    Memory: mem,
+    MemorySwap: mem,
+    MemorySwappiness: 0,
+    NanoCpus: Math.round(cpus * 1e9),
+    PidsLimit: pids,
+    NetworkMode: 'none',
+    ReadonlyRootfs: true,
+    Tmpfs: {
+      '/work': `${tmpfsOpts},size=${workMb}m,mode=0700`,
+      '/tmp': `${tmpfsOpts},size=${tmpMb}m,mode=1777`,
+    },
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges:true'],
+    Init: true,
+    IpcMode: 'private',
+    Ulimits: [
+      { Name: 'core', Soft: 0, Hard: 0 },
+      { Name: 'nofile', Soft: 1024, Hard: 1024 },
+    ],
+    LogConfig: { Type: 'none', Config: {} },
+    AutoRemove: false,
+    ...(spec.runtime && spec.runtime !== 'runc' ? { Runtime: spec.runtime } : {}),
+  };
+}
+
+export class DockerRuntime implements ContainerRuntime {
+  readonly hostName: string;
+  readonly docker: Docker;
+
+  constructor(opts: DockerRuntimeOptions) {
+    this.hostName = opts.hostName;
+    this.docker =
+      opts.docker ??
+      new Docker(typeof opts.endpoint === 'string' ? dockerOptionsFromEndpoint(opts.endpoint) : opts.endpoint);
+  }
+
+  async ping(): Promise<void> {
+    await this.docker.ping();
+  }
+
+  async createSessionContainer(spec: SessionContainerSpec): Promise<string> {
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer({
+        name: spec.name,
+        Image: spec.image,
+        Labels: spec.labels,
+        User: `${SANDBOX_UID}:${SANDBOX_UID}`,
+        WorkingDir: '/work',
+        Hostname: 'sandbox',
+        OpenStdin: true,
+        StdinOnce: false,
+        AttachStdin: false,
+        AttachStdout: false,
+        AttachStderr: false,
+        Tty: false,
+        NetworkDisabled: true,
+        HostConfig: hostConfigFor(spec),
+      });
+    } catch (err) {
+      throw this.engineRefused('create', err);
+    }
+    try {
+      await container.start();
+    } catch (err) {
+      await this.remove(container.id).catch(() => undefined);
+      throw this.engineRefused('start', err);
+    }
+    return container.id;
+  }
+
+  private engineRefused(step: string, err: unknown): Error {
+    const message = (err as Error)?.message ?? String(err);
+    return new UnavailableError('container_start_failed', `the Docker engine refused to ${step} the session container: ${message}`);
+  }
+
+  async remove(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true });
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) return;
+      if (status === 409 && /already in progress/i.test((err as Error).message)) return;
+      throw err;
+    }
+  }
+
+  async inspect(id: string): Promise<ContainerInfo | null> {
+    try {
+      const c = await this.docker.getContainer(id).inspect();
+      return {
+        id: c.Id,
+        name: c.Name.replace(/^\//, ''),
+        labels: c.Config.Labels ?? {},
+        state: c.State.Status,
+        running: c.State.Running,
+        createdAt: new Date(c.Created),
+        oomKilled: c.State.OOMKilled,
+        exitCode: c.State.ExitCode,
+      };
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  async list(labelFilters: string[]): Promise<ContainerInfo[]> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: labelFilters } });
+    return list.map((c) => ({
+      id: c.Id,
+      name: (c.Names[0] ?? '').replace(/^\//, ''),
+      labels: c.Labels ?? {},
+      state: c.State,
+      running: c.State === 'running',
+      createdAt: new Date(c.Created * 1000),
+    }));
+  }
+
+  async attach(id: string): Promise<AttachedStream> {
+    const container = this.docker.getContainer(id);
+    const stream = (await container.attach({
+      stream: true,
+      stdin: true,
+      stdout: true,
+      stderr: true,
+      hijack: true,
+    })) as unknown as NodeJS.ReadWriteStream & { destroy(): void };
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+    stderr.resume();
+    stream.on('end', () => stdout.end());
+    stream.on('close', () => stdout.end());
+    stream.on('error', (err: Error) => stdout.destroy(err));
+    return {
+      stdin: stream as unknown as NodeJS.WritableStream as never,
+      stdout,
+      close: () => stream.destroy(),
+    };
+  }
+
+  async usage(id: string): Promise<ContainerUsage | null> {
+    try {
+      const s = (await this.docker.getContainer(id).stats({ stream: false, 'one-shot': true } as never)) as unknown as {
+        memory_stats?: { usage?: number; stats?: { cache?: number; total_inactive_file?: number } };
+      };
+      const usage = s.memory_stats?.usage ?? 0;
+      const inactive = s.memory_stats?.stats?.total_inactive_file ?? 0;
+      return { memoryBytes: Math.max(0, usage - inactive), cpuPercent: null };
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  async watch(
+    labelFilters: string[],
+    onEvent: (e: ContainerEvent) => void,
+    onError: (err: Error) => void,
+  ): Promise<() => void> {
+    const stream = (await this.docker.getEvents({
+      filters: { type: ['container'], event: ['die', 'destroy', 'oom'], label: labelFilters },
+    })) as NodeJS.ReadableStream & { destroy?: () => void };
+    let buf = '';
+    let stopped = false;
+    stream.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        try {
+          const ev = JSON.parse(line) as { Action: string; Actor: { ID: string; Attributes: Record<string, string> } };
+          onEvent({ action: ev.Action, id: ev.Actor.ID, labels: ev.Actor.Attributes ?? {} });
+        } catch {
+          // a partial or foreign line: ignore it
+        }
+      }
+    });
+    stream.on('error', (err: Error) => !stopped && onError(err));
+    stream.on('end', () => !stopped && onError(new Error('engine event stream ended')));
+    return () => {
+      stopped = true;
+      stream.destroy?.();
+    };
+  }
+}

@@ -1,0 +1,267 @@
+import { v4 as uuidv4 } from 'uuid';
+import type { Logger } from 'pino';
+import type { ExecutionQueues } from './execution-queue';
+import type { ExecutionRecord, ExecutionStore } from './execution-store';
+import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from './kernel-channel';
+import type { Metrics } from './metrics';
+import { mimeTypeOf } from './mime';
+import type { Execution } from './schemas';
+import type { SessionService } from './session-service';
+import type { SessionRecord } from './session-store';
+
+export interface ExecutionProcessorOptions {
+  sessions: SessionService;
+  executions: ExecutionStore;
+  channels: KernelChannelPool;
+  queues: ExecutionQueues;
+  host: string;
+  workerId: string;
+  maxOutputBytes: number;
+  maxFigures: number;
+  maxFigurePixels: number;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Extra time past `timeoutMs` for a kernel still importing, before the worker gives up on it. */
+  startupAllowanceMs?: number;
+}
+
+interface DoneEvent extends KernelEvent {
+  status: 'succeeded' | 'failed' | 'timed_out';
+  result: string | null;
+  error: { name: string; value: string; traceback: string } | null;
+  restarted: boolean;
+  cause: Execution['cause'];
+  usage: Execution['usage'];
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  files: { path: string; size: number; mtimeMs: number }[];
+  notes: string[];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Where code runs: one queued execution, in its session's order, through the session's kernel channel. */
+export class ExecutionProcessor {
+  constructor(readonly opts: ExecutionProcessorOptions) {}
+
+  async process(executionId: string, sessionId: string): Promise<void> {
+    const { sessions, executions } = this.opts;
+    let rec = await executions.get(executionId);
+    if (!rec) return; // discarded before it ran
+    const session = await sessions.store.get(sessionId);
+    if (!session || session.status === 'terminated') {
+      return this.endWithoutRunning(rec, 'session_terminated', 'SessionTerminated', `session ${sessionId} has ended`);
+    }
+    await this.waitForTurn(rec);
+    rec = (await executions.get(executionId)) ?? rec;
+    if (rec.status !== 'queued') {
+      if (rec.status === 'running') await this.recoverLost(rec, session);
+      return;
+    }
+    await this.run(rec, session);
+  }
+
+  /** Executions of one session run in submission order, whichever worker picked them up. */
+  private async waitForTurn(rec: ExecutionRecord) {
+    const store = this.opts.sessions.store;
+    const started = Date.now();
+    let delay = 1;
+    for (;;) {
+      const turn = await store.turn(rec.sessionId);
+      if (turn >= rec.seq || turn === 0) return;
+      if (Date.now() - started > 2000) await this.skipDeadPredecessor(rec.sessionId, turn);
+      await sleep(delay);
+      delay = Math.min(delay * 2, 25);
+    }
+  }
+
+  /** A predecessor whose record or job is gone can never advance the turn itself. */
+  private async skipDeadPredecessor(sessionId: string, turn: number) {
+    const predId = await this.opts.executions.idForSeq(sessionId, turn);
+    const pred = predId ? await this.opts.executions.get(predId) : null;
+    let dead = !pred || pred.status === 'succeeded' || pred.status === 'failed' || pred.status === 'timed_out';
+    if (!dead && pred && pred.status === 'queued') {
+      const state = await this.opts.queues.forHost(this.opts.host).getJobState(pred.id);
+      dead = state === 'unknown' || state === 'failed' || state === 'completed';
+    }
+    if (dead) await this.opts.sessions.store.advanceTurn(sessionId, turn);
+  }
+
+  /**
+   * A job that comes back while its record says `running` lost its worker mid-run. Re-running
+   * user code on top of a half-finished run is never safe: stop what is left of it, and fail it.
+   */
+  private async recoverLost(rec: ExecutionRecord, session: SessionRecord) {
+    try {
+      const ch = await this.opts.channels.get(session.containerId);
+      ch.send({ op: 'abort', id: rec.id });
+    } catch {
+      // the container is gone too: nothing left running
+    }
+    this.opts.logger.warn({ executionId: rec.id, sessionId: rec.sessionId, lostWorker: rec.workerId }, 'execution lost its worker');
+    await this.endWithoutRunning(
+      rec,
+      'worker_lost',
+      'WorkerLost',
+      'the worker running this execution stopped mid-run; what it started was stopped and it was not run again',
+    );
+  }
+
+  private async endWithoutRunning(rec: ExecutionRecord, cause: Execution['cause'], name: string, value: string) {
+    const now = Date.now();
+    Object.assign(rec, {
+      status: 'failed',
+      cause,
+      error: { name, value, traceback: `${name}: ${value}` },
+      finishedAt: now,
+      startedAt: rec.startedAt ?? null,
+    });
+    await this.opts.executions.finish(rec);
+    await this.opts.sessions.store.advanceTurn(rec.sessionId, rec.seq);
+    if (rec.startedAt) await this.opts.sessions.store.setStatusIfLive(rec.sessionId, 'ready');
+    this.opts.metrics?.executions.inc({ status: 'failed', cause: cause ?? 'none' });
+  }
+
+  private async run(rec: ExecutionRecord, session: SessionRecord) {
+    const { executions, sessions, logger, metrics } = this.opts;
+    const log = logger.child({ executionId: rec.id, sessionId: rec.sessionId, host: session.host, containerId: session.containerId });
+    rec.status = 'running';
+    rec.startedAt = Date.now();
+    rec.workerId = this.opts.workerId;
+    await executions.save(rec);
+    await sessions.store.setStatusIfLive(rec.sessionId, 'busy');
+    await executions.appendEvent(rec.id, { type: 'started', at: rec.startedAt });
+    metrics?.queueWaitSeconds.observe((rec.startedAt - rec.queuedAt) / 1000);
+
+    // Events are persisted strictly in arrival order, without holding up the stream.
+    let chain: Promise<unknown> = Promise.resolve();
+    const onEvent = (e: KernelEvent) => {
+      chain = chain.then(() => this.onKernelEvent(rec, e)).catch((err) => log.warn({ err: (err as Error).message }, 'event not stored'));
+    };
+
+    let done: DoneEvent | null = null;
+    let lostReason: string | null = null;
+    try {
+      const channel = await this.opts.channels.get(session.containerId);
+      const answer = await channel.request<DoneEvent>(
+        {
+          op: 'exec',
+          id: rec.id,
+          code: rec.code,
+          timeoutMs: rec.timeoutMs,
+          maxOutputBytes: this.opts.maxOutputBytes,
+          maxFigures: this.opts.maxFigures,
+          maxFigurePixels: this.opts.maxFigurePixels,
+        },
+        { onEvent, isLast: (e) => e.ev === 'done' || e.ev === 'error', timeoutMs: rec.timeoutMs + (this.opts.startupAllowanceMs ?? 60_000) },
+      );
+      if (answer.ev === 'error') {
+        done = failedDone('RunnerError', String(answer.message ?? 'the runner refused the request'));
+      } else done = answer;
+    } catch (err) {
+      if (!(err instanceof ChannelClosedError) && !isEngineMissing(err)) throw err;
+      lostReason = await this.diagnoseContainer(session);
+      log.warn({ reason: lostReason, err: (err as Error).message }, 'session container lost during a run');
+    }
+    await chain;
+
+    const finishedAt = Date.now();
+    if (done) {
+      Object.assign(rec, {
+        status: done.status,
+        result: done.result ?? null,
+        error: done.error ?? null,
+        restarted: !!done.restarted,
+        cause: done.cause ?? null,
+        usage: done.usage ?? null,
+        stdoutTruncated: !!done.stdoutTruncated || rec.stdoutTruncated,
+        stderrTruncated: !!done.stderrTruncated || rec.stderrTruncated,
+        files: (done.files ?? []).map((f) => ({ path: f.path, size: f.size, mimeType: mimeTypeOf(f.path) })),
+        notes: [...rec.notes, ...(done.notes ?? [])],
+      });
+    } else {
+      const why = lostReason ?? 'container_gone';
+      Object.assign(rec, {
+        status: 'failed',
+        cause: why === 'oom' ? 'oom' : 'session_terminated',
+        error: {
+          name: 'SessionTerminated',
+          value: `the session container stopped during the run (${why}); the session has ended`,
+          traceback: '',
+        },
+      });
+    }
+    rec.finishedAt = finishedAt;
+    await executions.finish(rec);
+    if (done) {
+      await sessions.store.setStatusIfLive(rec.sessionId, 'ready');
+      await sessions.store.touch(rec.sessionId, finishedAt);
+    } else {
+      await sessions.terminate(session, lostReason ?? 'container_gone').catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
+    }
+    await sessions.store.advanceTurn(rec.sessionId, rec.seq);
+    metrics?.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
+    metrics?.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
+    if (rec.cause === 'oom') metrics?.oomKills.inc();
+    if ((rec.status as string) === 'timed_out') metrics?.timeouts.inc();
+  }
+
+  private async onKernelEvent(rec: ExecutionRecord, e: KernelEvent) {
+    const { executions, maxOutputBytes } = this.opts;
+    if (e.ev === 'stdout' || e.ev === 'stderr') {
+      const data = typeof e.data === 'string' ? e.data : '';
+      // The supervisor caps output; this is a second fence in case it is subverted.
+      const cur = e.ev === 'stdout' ? rec.stdout : rec.stderr;
+      if (cur.length > maxOutputBytes * 2) {
+        if (e.ev === 'stdout') rec.stdoutTruncated = true;
+        else rec.stderrTruncated = true;
+        return;
+      }
+      if (e.ev === 'stdout') rec.stdout += data;
+      else rec.stderr += data;
+      await executions.appendEvent(rec.id, { type: e.ev, data });
+    } else if (e.ev === 'figure' && typeof e.pngB64 === 'string') {
+      if (rec.figures.length >= this.opts.maxFigures) return;
+      const png = Buffer.from(e.pngB64, 'base64');
+      if (png.subarray(1, 4).toString('latin1') !== 'PNG') return;
+      const figure = { id: uuidv4(), width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+      await executions.putFigure(rec.sessionId, figure.id, png);
+      rec.figures.push(figure);
+      await executions.appendEvent(rec.id, { type: 'figure', figure });
+    }
+  }
+
+  /** Why a container stopped answering: gone, out of memory, or exited. */
+  private async diagnoseContainer(session: SessionRecord): Promise<string> {
+    try {
+      const info = await this.opts.sessions.runtime(session.host).inspect(session.containerId);
+      if (!info) return 'container_gone';
+      if (info.oomKilled) return 'oom';
+      if (!info.running) return 'container_exited';
+      return 'container_unresponsive';
+    } catch {
+      return 'engine_unavailable';
+    }
+  }
+}
+
+function failedDone(name: string, value: string): DoneEvent {
+  return {
+    ev: 'done',
+    status: 'failed',
+    result: null,
+    error: { name, value, traceback: `${name}: ${value}` },
+    restarted: false,
+    cause: null,
+    usage: null,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    files: [],
+    notes: [],
+  };
+}
+
+function isEngineMissing(err: unknown): boolean {
+  const status = (err as { statusCode?: number })?.statusCode;
+  return status === 404 || status === 409;
+}

@@ -1,0 +1,93 @@
+import { v4 as uuidv4 } from 'uuid';
+import { NotFoundError, PayloadTooLargeError, UnavailableError, ValidationError } from './errors';
+import type { ExecutionEvents } from './execution-events';
+import type { ExecutionQueues } from './execution-queue';
+import { newExecutionRecord, type ExecutionRecord, type ExecutionStore } from './execution-store';
+import { TERMINAL_STATUSES, type ExecuteBody } from './schemas';
+import type { Caller, SessionService } from './session-service';
+
+export interface ExecutionServiceOptions {
+  sessions: SessionService;
+  executions: ExecutionStore;
+  queues: ExecutionQueues;
+  events: ExecutionEvents;
+  maxCodeBytes: number;
+  maxTimeoutMs: number;
+  defaultTimeoutMs?: number;
+}
+
+/** The API side of running code: record it, queue it on its session's host, wait for its end. */
+export class ExecutionService {
+  constructor(readonly opts: ExecutionServiceOptions) {}
+
+  async submit(sessionId: string, body: ExecuteBody, caller: Caller): Promise<ExecutionRecord> {
+    if (Buffer.byteLength(body.code, 'utf8') > this.opts.maxCodeBytes) {
+      throw new PayloadTooLargeError(`code is over ${this.opts.maxCodeBytes} bytes`);
+    }
+    const timeoutMs = body.timeoutMs ?? this.opts.defaultTimeoutMs ?? 30_000;
+    if (timeoutMs > this.opts.maxTimeoutMs) {
+      throw new ValidationError(`timeoutMs: must be at most ${this.opts.maxTimeoutMs}`, { field: 'timeoutMs' });
+    }
+    const session = await this.opts.sessions.getLive(sessionId, caller);
+    const seq = await this.opts.sessions.store.nextSeq(sessionId);
+    const rec = newExecutionRecord({ id: uuidv4(), sessionId, seq, code: body.code, timeoutMs });
+    await this.opts.executions.create(rec);
+    try {
+      await this.opts.queues.add(session.host, { executionId: rec.id, sessionId });
+    } catch (err) {
+      // Nothing half-made: the record goes, and the turn moves on so later runs are not held up.
+      await this.opts.executions.discard(rec).catch(() => undefined);
+      await this.opts.sessions.store.advanceTurn(sessionId, seq).catch(() => undefined);
+      throw new UnavailableError('queue_unavailable', `could not queue the execution: ${(err as Error).message}`);
+    }
+    return rec;
+  }
+
+  async get(sessionId: string, executionId: string, caller: Caller): Promise<ExecutionRecord> {
+    await this.opts.sessions.find(sessionId, caller);
+    const rec = await this.opts.executions.get(executionId);
+    if (!rec || rec.sessionId !== sessionId) throw new NotFoundError('execution', executionId);
+    return rec;
+  }
+
+  /** Resolves with the record once it is final, or with its current state after `maxWaitMs`. */
+  waitForEnd(executionId: string, maxWaitMs: number, signal?: AbortSignal): Promise<ExecutionRecord | null> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let checking = false;
+      let again = false;
+      const finish = (r: ExecutionRecord | null, err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        off();
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve(r);
+      };
+      const check = async () => {
+        if (checking) {
+          again = true;
+          return;
+        }
+        checking = true;
+        try {
+          do {
+            again = false;
+            const rec = await this.opts.executions.get(executionId);
+            if (!rec || TERMINAL_STATUSES.has(rec.status)) return finish(rec);
+          } while (again);
+        } catch (err) {
+          finish(null, err);
+        } finally {
+          checking = false;
+        }
+      };
+      const off = this.opts.events.on(executionId, () => void check());
+      const onAbort = () => finish(null);
+      signal?.addEventListener('abort', onAbort);
+      const timer = setTimeout(async () => finish(await this.opts.executions.get(executionId).catch(() => null)), maxWaitMs);
+      void this.opts.events.start().then(check, (err) => finish(null, err));
+    });
+  }
+}

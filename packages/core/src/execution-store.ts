@@ -1,0 +1,190 @@
+import type { Redis } from 'ioredis';
+import { Keys } from './keys';
+import type { Execution, ExecutionError, ExecutionStatus } from './schemas';
+import { throwOnMultiError } from './session-store';
+
+export interface StoredFigure {
+  id: string;
+  width: number;
+  height: number;
+}
+
+export interface StoredFile {
+  path: string;
+  size: number;
+  mimeType: string;
+}
+
+/** An execution as kept in Redis; URLs are made by the API at read time. */
+export interface ExecutionRecord {
+  id: string;
+  sessionId: string;
+  seq: number;
+  status: ExecutionStatus;
+  code: string;
+  timeoutMs: number;
+  stdout: string;
+  stderr: string;
+  result: string | null;
+  error: ExecutionError | null;
+  figures: StoredFigure[];
+  files: StoredFile[];
+  queuedAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  restarted: boolean;
+  cause: Execution['cause'];
+  usage: Execution['usage'];
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  notes: string[];
+  workerId: string | null;
+}
+
+export type ExecutionEvent =
+  | { type: 'started'; at: number }
+  | { type: 'stdout' | 'stderr'; data: string }
+  | { type: 'figure'; figure: StoredFigure }
+  | { type: 'done'; status: ExecutionStatus };
+
+export interface ExecutionStoreOptions {
+  redis: Redis;
+  namespace: string;
+  /** How long records, event logs and figures outlive their session at most. */
+  retentionSeconds: number;
+}
+
+export function newExecutionRecord(p: { id: string; sessionId: string; seq: number; code: string; timeoutMs: number; now?: number }): ExecutionRecord {
+  return {
+    id: p.id,
+    sessionId: p.sessionId,
+    seq: p.seq,
+    status: 'queued',
+    code: p.code,
+    timeoutMs: p.timeoutMs,
+    stdout: '',
+    stderr: '',
+    result: null,
+    error: null,
+    figures: [],
+    files: [],
+    queuedAt: p.now ?? Date.now(),
+    startedAt: null,
+    finishedAt: null,
+    restarted: false,
+    cause: null,
+    usage: null,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    notes: [],
+    workerId: null,
+  };
+}
+
+/** Execution records, their event logs (for streaming and late readers) and figure bytes. */
+export class ExecutionStore {
+  readonly keys: Keys;
+  private readonly redis: Redis;
+  private readonly retention: number;
+
+  constructor(opts: ExecutionStoreOptions) {
+    this.redis = opts.redis;
+    this.keys = new Keys(opts.namespace);
+    this.retention = opts.retentionSeconds;
+  }
+
+  async create(rec: ExecutionRecord): Promise<void> {
+    await this.redis
+      .multi()
+      .set(this.keys.execution(rec.id), JSON.stringify(rec), 'EX', this.retention)
+      .rpush(this.keys.sessionExecutions(rec.sessionId), rec.id)
+      .expire(this.keys.sessionExecutions(rec.sessionId), this.retention)
+      .hset(this.keys.sessionSeqs(rec.sessionId), String(rec.seq), rec.id)
+      .expire(this.keys.sessionSeqs(rec.sessionId), this.retention)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  async save(rec: ExecutionRecord): Promise<void> {
+    await this.redis.set(this.keys.execution(rec.id), JSON.stringify(rec), 'EX', this.retention);
+  }
+
+  async get(id: string): Promise<ExecutionRecord | null> {
+    const raw = await this.redis.get(this.keys.execution(id));
+    return raw ? (JSON.parse(raw) as ExecutionRecord) : null;
+  }
+
+  async idForSeq(sessionId: string, seq: number): Promise<string | null> {
+    return this.redis.hget(this.keys.sessionSeqs(sessionId), String(seq));
+  }
+
+  /** Removes a record that never reached the queue, so nothing orphaned is left. */
+  async discard(rec: ExecutionRecord): Promise<void> {
+    await this.redis
+      .multi()
+      .del(this.keys.execution(rec.id))
+      .lrem(this.keys.sessionExecutions(rec.sessionId), 0, rec.id)
+      .hdel(this.keys.sessionSeqs(rec.sessionId), String(rec.seq))
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  async listForSession(sessionId: string, limit = 50): Promise<ExecutionRecord[]> {
+    const ids = await this.redis.lrange(this.keys.sessionExecutions(sessionId), -limit, -1);
+    if (!ids.length) return [];
+    const raws = await this.redis.mget(ids.map((id) => this.keys.execution(id)));
+    return raws.filter((r): r is string => !!r).map((r) => JSON.parse(r) as ExecutionRecord);
+  }
+
+  async appendEvent(executionId: string, ev: ExecutionEvent): Promise<string> {
+    const key = this.keys.executionEvents(executionId);
+    const res = await this.redis
+      .multi()
+      .xadd(key, '*', 'e', JSON.stringify(ev))
+      .expire(key, this.retention)
+      .publish(this.keys.eventsChannel(), executionId)
+      .exec();
+    throwOnMultiError(res);
+    return res![0][1] as string;
+  }
+
+  /** Saves the final record and its `done` event in one round trip, then notifies listeners. */
+  async finish(rec: ExecutionRecord): Promise<void> {
+    const key = this.keys.executionEvents(rec.id);
+    await this.redis
+      .multi()
+      .set(this.keys.execution(rec.id), JSON.stringify(rec), 'EX', this.retention)
+      .xadd(key, '*', 'e', JSON.stringify({ type: 'done', status: rec.status } satisfies ExecutionEvent))
+      .expire(key, this.retention)
+      .publish(this.keys.eventsChannel(), rec.id)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  async readEvents(executionId: string, afterId = '-'): Promise<{ id: string; event: ExecutionEvent }[]> {
+    const start = afterId === '-' ? '-' : `(${afterId}`;
+    const rows = await this.redis.xrange(this.keys.executionEvents(executionId), start, '+');
+    return rows.map(([id, fields]) => ({ id, event: JSON.parse(fields[1]) as ExecutionEvent }));
+  }
+
+  async putFigure(sessionId: string, figureId: string, png: Buffer): Promise<void> {
+    await this.redis
+      .multi()
+      .set(this.keys.figure(figureId), png, 'EX', this.retention)
+      .sadd(this.keys.sessionFigures(sessionId), figureId)
+      .expire(this.keys.sessionFigures(sessionId), this.retention)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  async getFigure(figureId: string): Promise<Buffer | null> {
+    return this.redis.getBuffer(this.keys.figure(figureId));
+  }
+
+  /** Deletes what a session leaves behind: figure bytes now; records lapse on their own. */
+  async dropSessionData(sessionId: string): Promise<number> {
+    const figs = await this.redis.smembers(this.keys.sessionFigures(sessionId));
+    const keys = [...figs.map((f) => this.keys.figure(f)), this.keys.sessionFigures(sessionId)];
+    return this.redis.del(...keys);
+  }
+}

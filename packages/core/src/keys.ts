@@ -1,0 +1,54 @@
+/** Every Redis key sessionbox uses, in one place, scoped by namespace. */
+export class Keys {
+  readonly prefix: string;
+  constructor(readonly namespace: string) {
+    this.prefix = `sb:${namespace}:`;
+  }
+  session(id: string) {
+    return `${this.prefix}session:${id}`;
+  }
+  sessionExecutions(id: string) {
+    return `${this.prefix}session:${id}:execs`;
+  }
+  sessionSeqs(id: string) {
+    return `${this.prefix}session:${id}:seqs`;
+  }
+  sessionFigures(id: string) {
+    return `${this.prefix}session:${id}:figs`;
+  }
+  /** zset of every session record, scored by creation time. */
+  sessions() {
+    return `${this.prefix}sessions`;
+  }
+  /** zset of live sessions, scored by expiry time: what the reaper reads. */
+  expiry() {
+    return `${this.prefix}expiry`;
+  }
+  hostSessions(host: string) {
+    return `${this.prefix}host:${host}:sessions`;
+  }
+  hostDown(host: string) {
+    return `${this.prefix}host:${host}:down`;
+  }
+  execution(id: string) {
+    return `${this.prefix}exec:${id}`;
+  }
+  executionEvents(id: string) {
+    return `${this.prefix}exec:${id}:events`;
+  }
+  figure(id: string) {
+    return `${this.prefix}fig:${id}`;
+  }
+  pool(host: string) {
+    return `${this.prefix}pool:${host}`;
+  }
+  eventsChannel() {
+    return `${this.prefix}exec-events`;
+  }
+  queuePrefix() {
+    return `${this.prefix}bull`;
+  }
+  queueName(host: string) {
+    return `exec-${host}`;
+  }
+}

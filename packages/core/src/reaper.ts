@@ -1,0 +1,108 @@
+import type { Logger } from 'pino';
+import type { ContainerRuntime } from './container-runtime';
+import { Labels, namespaceFilter } from './labels';
+import type { Metrics } from './metrics';
+import type { SessionService } from './session-service';
+
+export interface ReaperOptions {
+  sessions: SessionService;
+  host: string;
+  namespace: string;
+  intervalMs: number;
+  logger: Logger;
+  metrics?: Metrics;
+  /** How long after a container dies before its session is declared dead (lets a DELETE finish first). */
+  deathGraceMs?: number;
+}
+
+/**
+ * Where the TTL kills: every `intervalMs`, sessions of this host idle past their TTL lose their
+ * container and become tombstones. It also listens to the engine so a container that dies or is
+ * removed from outside ends its session at once instead of on the next call.
+ */
+export class Reaper {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<unknown> | null = null;
+  private stopWatch: (() => void) | null = null;
+  private stopped = false;
+
+  constructor(readonly opts: ReaperOptions) {}
+
+  private get runtime(): ContainerRuntime {
+    return this.opts.sessions.runtime(this.opts.host);
+  }
+
+  start() {
+    this.stopped = false;
+    const tick = () => {
+      this.running = this.sweep()
+        .catch((err) => this.opts.logger.warn({ err: (err as Error).message }, 'reaper sweep failed'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.opts.intervalMs);
+        });
+    };
+    tick();
+    void this.watch();
+  }
+
+  private async watch() {
+    if (this.stopped) return;
+    try {
+      this.stopWatch = await this.runtime.watch(
+        namespaceFilter(this.opts.namespace),
+        (e) => {
+          if (e.action !== 'die' && e.action !== 'destroy') return;
+          const sessionId = e.labels[Labels.sessionId];
+          if (sessionId) setTimeout(() => void this.onContainerDeath(sessionId, e.id), this.opts.deathGraceMs ?? 1000);
+        },
+        () => {
+          this.stopWatch = null;
+          if (!this.stopped) setTimeout(() => void this.watch(), 2000);
+        },
+      );
+    } catch {
+      if (!this.stopped) setTimeout(() => void this.watch(), 2000);
+    }
+  }
+
+  private async onContainerDeath(sessionId: string, containerId: string) {
+    try {
+      const rec = await this.opts.sessions.store.get(sessionId);
+      if (!rec || rec.status === 'terminated' || rec.containerId !== containerId) return;
+      const info = await this.runtime.inspect(containerId);
+      if (info?.running) return;
+      const reason = !info ? 'container_removed' : info.oomKilled ? 'oom' : 'container_exited';
+      if (await this.opts.sessions.terminate(rec, reason)) this.opts.metrics?.reaperActions.inc({ action: 'dead_container' });
+    } catch (err) {
+      this.opts.logger.warn({ sessionId, err: (err as Error).message }, 'could not settle a dead container');
+    }
+  }
+
+  /** One pass: returns how many sessions it reaped. */
+  async sweep(now = Date.now()): Promise<number> {
+    const { sessions, host, logger, metrics } = this.opts;
+    const ids = await sessions.store.expiredIds(now);
+    let reaped = 0;
+    for (const id of ids) {
+      const rec = await sessions.store.get(id);
+      if (rec && rec.host !== host) continue;
+      if (!(await sessions.store.claimExpired(id, now)) || !rec) continue;
+      try {
+        await sessions.terminate(rec, 'expired');
+        reaped++;
+        metrics?.reaperActions.inc({ action: 'expired' });
+      } catch (err) {
+        logger.error({ sessionId: id, err: (err as Error).message }, 'could not reap an expired session; will retry');
+        await sessions.store.touch(id, now - rec.ttlSeconds * 1000).catch(() => undefined);
+      }
+    }
+    return reaped;
+  }
+
+  async stop() {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.stopWatch?.();
+    await this.running;
+  }
+}

@@ -1,0 +1,190 @@
+import { v4 as uuidv4 } from 'uuid';
+import type { Logger } from 'pino';
+import type { ContainerRuntime } from './container-runtime';
+import { NotFoundError, SessionGoneError, UnavailableError } from './errors';
+import type { ExecutionStore } from './execution-store';
+import { Labels } from './labels';
+import type { Metrics } from './metrics';
+import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from './schemas';
+import type { SessionRecord, SessionStore } from './session-store';
+
+export interface SessionServiceOptions {
+  store: SessionStore;
+  executions: ExecutionStore;
+  /** One runtime per Docker host, by host name. */
+  runtimes: Map<string, ContainerRuntime>;
+  capacities: Map<string, number>;
+  namespace: string;
+  image: string;
+  ociRuntime: string;
+  defaultTtlSeconds: number;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Hands out a pre-started container for default limits, when a warm pool runs. */
+  claimWarm?: (host: string) => Promise<{ sessionId: string; containerId: string } | null>;
+  /** Called after a session is terminated, e.g. to archive its files first (see `beforeTerminate`). */
+  beforeTerminate?: (rec: SessionRecord, reason: string) => Promise<void>;
+}
+
+export interface Caller {
+  /** API key name that owns what it creates; `*` sees everything (admin). */
+  owner: string;
+}
+export const ADMIN: Caller = { owner: '*' };
+
+export function sessionContainerName(namespace: string, sessionId: string) {
+  return `sessionbox-${namespace}-${sessionId}`;
+}
+
+export function sessionLabels(p: { namespace: string; sessionId: string; host: string; now: number; expiresAt: number; pool?: boolean }) {
+  return {
+    [Labels.managed]: 'true',
+    [Labels.namespace]: p.namespace,
+    [Labels.sessionId]: p.sessionId,
+    [Labels.host]: p.host,
+    [Labels.createdAt]: new Date(p.now).toISOString(),
+    [Labels.expiresAt]: new Date(p.expiresAt).toISOString(),
+    ...(p.pool ? { [Labels.pool]: 'true' } : {}),
+  };
+}
+
+const sameLimits = (a: Limits, b: Limits) =>
+  a.memoryMb === b.memoryMb && a.cpus === b.cpus && a.pids === b.pids && a.diskMb === b.diskMb;
+
+/** Where a session is born and where it dies: container and record always move together. */
+export class SessionService {
+  constructor(readonly opts: SessionServiceOptions) {}
+
+  get store() {
+    return this.opts.store;
+  }
+
+  runtime(host: string): ContainerRuntime {
+    const rt = this.opts.runtimes.get(host);
+    if (!rt) throw new UnavailableError('host_unknown', `no Docker host named ${host} is configured`);
+    return rt;
+  }
+
+  /** Least-loaded host with room that is not marked down. */
+  async placeSession(): Promise<string> {
+    let best: { host: string; load: number } | null = null;
+    for (const [host, capacity] of this.opts.capacities) {
+      if (await this.opts.store.isHostDown(host)) continue;
+      const live = await this.opts.store.liveCount(host);
+      if (live >= capacity) continue;
+      const load = live / capacity;
+      if (!best || load < best.load) best = { host, load };
+    }
+    if (!best) throw new UnavailableError('capacity_exhausted', 'every Docker host is full or down; try again later');
+    return best.host;
+  }
+
+  async create(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null } = {}): Promise<SessionRecord> {
+    const started = process.hrtime.bigint();
+    const now = Date.now();
+    const limits: Limits = { ...DEFAULT_LIMITS, ...(body.limits ?? {}) };
+    const ttlSeconds = body.ttlSeconds ?? this.opts.defaultTtlSeconds;
+    const expiresAt = now + ttlSeconds * 1000;
+    const host = await this.placeSession();
+    const runtime = this.runtime(host);
+
+    const warm = sameLimits(limits, DEFAULT_LIMITS) && this.opts.claimWarm ? await this.opts.claimWarm(host) : null;
+    const id = warm?.sessionId ?? uuidv4();
+    const containerId =
+      warm?.containerId ??
+      (await runtime.createSessionContainer({
+        name: sessionContainerName(this.opts.namespace, id),
+        image: this.opts.image,
+        labels: sessionLabels({ namespace: this.opts.namespace, sessionId: id, host, now, expiresAt }),
+        limits,
+        runtime: this.opts.ociRuntime,
+      }));
+
+    const rec: SessionRecord = {
+      id,
+      status: 'ready',
+      host,
+      containerId,
+      owner: caller.owner,
+      createdAt: now,
+      lastActiveAt: now,
+      expiresAt,
+      ttlSeconds,
+      limits,
+      metadata: body.metadata ?? {},
+      terminatedAt: null,
+      terminationReason: null,
+      restoredFrom: extra.restoredFrom ?? null,
+    };
+    try {
+      await this.opts.store.create(rec);
+    } catch (err) {
+      await runtime.remove(containerId).catch(() => undefined);
+      throw new UnavailableError('store_unavailable', `could not record the session: ${(err as Error).message}`);
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.opts.metrics?.sessionCreateSeconds.observe({ host, warm: warm ? 'true' : 'false' }, seconds);
+    this.opts.logger.info({ sessionId: id, host, containerId, warm: !!warm }, 'session created');
+    return rec;
+  }
+
+  /** The record, whatever its state; 404 when unknown or owned by another caller. */
+  async find(id: string, caller: Caller): Promise<SessionRecord> {
+    const rec = await this.opts.store.get(id);
+    if (!rec || (caller.owner !== '*' && rec.owner !== caller.owner)) throw new NotFoundError('session', id);
+    return rec;
+  }
+
+  /** A live session (410 once terminated); touching it moves its expiry. */
+  async getLive(id: string, caller: Caller, touch = true): Promise<SessionRecord> {
+    const rec = await this.find(id, caller);
+    if (rec.status === 'terminated') throw this.goneError(rec);
+    if (touch && (await this.opts.store.touch(id))) {
+      const now = Date.now();
+      rec.lastActiveAt = now;
+      rec.expiresAt = now + rec.ttlSeconds * 1000;
+    }
+    return rec;
+  }
+
+  goneError(rec: SessionRecord): SessionGoneError {
+    return new SessionGoneError(rec.id, rec.terminationReason ?? 'terminated', {
+      terminatedAt: rec.terminatedAt ? new Date(rec.terminatedAt).toISOString() : null,
+    });
+  }
+
+  async list(caller: Caller, filter: { status?: string; metadata?: Record<string, string> } = {}): Promise<SessionRecord[]> {
+    const all = await this.opts.store.list();
+    return all.filter(
+      (r) =>
+        (caller.owner === '*' || r.owner === caller.owner) &&
+        (!filter.status || r.status === filter.status) &&
+        Object.entries(filter.metadata ?? {}).every(([k, v]) => r.metadata[k] === v),
+    );
+  }
+
+  /** Removes the container first, so it is gone by the time the caller hears back. */
+  async terminate(rec: SessionRecord, reason: string): Promise<boolean> {
+    const started = process.hrtime.bigint();
+    if (this.opts.beforeTerminate) {
+      await this.opts.beforeTerminate(rec, reason).catch((err) =>
+        this.opts.logger.warn({ sessionId: rec.id, err: (err as Error).message }, 'before-terminate hook failed'),
+      );
+    }
+    await this.runtime(rec.host).remove(rec.containerId);
+    const changed = await this.opts.store.terminate(rec, reason);
+    await this.opts.executions.dropSessionData(rec.id);
+    this.opts.metrics?.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (changed) {
+      this.opts.metrics?.sessionsTerminated.inc({ reason });
+      this.opts.logger.info({ sessionId: rec.id, host: rec.host, containerId: rec.containerId, reason }, 'session terminated');
+    }
+    return changed;
+  }
+
+  async delete(id: string, caller: Caller, reason = 'deleted'): Promise<void> {
+    const rec = await this.find(id, caller);
+    if (rec.status === 'terminated') throw this.goneError(rec);
+    await this.terminate(rec, reason);
+  }
+}

@@ -1,0 +1,253 @@
+import type { Redis } from 'ioredis';
+import { Keys } from './keys';
+import type { Limits, Session, SessionStatus } from './schemas';
+
+export interface SessionRecord {
+  id: string;
+  status: SessionStatus;
+  host: string;
+  containerId: string;
+  owner: string;
+  createdAt: number;
+  lastActiveAt: number;
+  expiresAt: number;
+  ttlSeconds: number;
+  limits: Limits;
+  metadata: Record<string, string>;
+  terminatedAt: number | null;
+  terminationReason: string | null;
+  restoredFrom: string | null;
+}
+
+// Field updates go through Lua so a touch can never bring a terminated session back.
+const TOUCH = `
+local st = redis.call('HGET', KEYS[1], 'status')
+if (not st) or st == 'terminated' then return 0 end
+local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttlSeconds'))
+local now = tonumber(ARGV[1])
+local exp = now + ttl * 1000
+redis.call('HSET', KEYS[1], 'lastActiveAt', now, 'expiresAt', exp)
+redis.call('ZADD', KEYS[2], exp, ARGV[2])
+return 1`;
+
+const SET_STATUS_IF_LIVE = `
+local st = redis.call('HGET', KEYS[1], 'status')
+if (not st) or st == 'terminated' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+return 1`;
+
+/** Claims an expired, idle session for the reaper: exactly one caller gets 1. */
+const CLAIM_EXPIRED = `
+local st = redis.call('HGET', KEYS[1], 'status')
+if (not st) or st == 'terminated' then redis.call('ZREM', KEYS[2], ARGV[1]) return 0 end
+if st == 'busy' then return 0 end
+local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt'))
+if exp > tonumber(ARGV[2]) then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])`;
+
+const TERMINATE = `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if st == 'terminated' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'terminated', 'terminatedAt', ARGV[2], 'terminationReason', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`;
+
+export interface SessionStoreOptions {
+  redis: Redis;
+  namespace: string;
+  tombstoneSeconds: number;
+}
+
+/** Session records in Redis: one hash each, plus the creation and expiry indexes. */
+export class SessionStore {
+  readonly keys: Keys;
+  private readonly redis: Redis;
+  private readonly tombstoneMs: number;
+
+  constructor(opts: SessionStoreOptions) {
+    this.redis = opts.redis;
+    this.keys = new Keys(opts.namespace);
+    this.tombstoneMs = opts.tombstoneSeconds * 1000;
+  }
+
+  async create(rec: SessionRecord): Promise<void> {
+    const k = this.keys;
+    await this.redis
+      .multi()
+      .hset(k.session(rec.id), serialize(rec))
+      .hset(k.session(rec.id), 'seq', 0, 'turn', 1)
+      .zadd(k.sessions(), rec.createdAt, rec.id)
+      .zadd(k.expiry(), rec.expiresAt, rec.id)
+      .sadd(k.hostSessions(rec.host), rec.id)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  async get(id: string): Promise<SessionRecord | null> {
+    const h = await this.redis.hgetall(this.keys.session(id));
+    return h && h.id ? deserialize(h) : null;
+  }
+
+  async getMany(ids: string[]): Promise<(SessionRecord | null)[]> {
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hgetall(this.keys.session(id));
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([err, h]) => (!err && h && (h as Record<string, string>).id ? deserialize(h as Record<string, string>) : null));
+  }
+
+  /** Newest first; records whose tombstone has lapsed are dropped from the index as they are met. */
+  async list(): Promise<SessionRecord[]> {
+    const ids = await this.redis.zrevrange(this.keys.sessions(), 0, -1);
+    const recs = await this.getMany(ids);
+    const stale = ids.filter((_, i) => !recs[i]);
+    if (stale.length) await this.redis.zrem(this.keys.sessions(), ...stale);
+    return recs.filter((r): r is SessionRecord => r !== null);
+  }
+
+  async touch(id: string, now = Date.now()): Promise<boolean> {
+    return (await this.redis.eval(TOUCH, 2, this.keys.session(id), this.keys.expiry(), now, id)) === 1;
+  }
+
+  async setStatusIfLive(id: string, status: 'ready' | 'busy'): Promise<boolean> {
+    return (await this.redis.eval(SET_STATUS_IF_LIVE, 1, this.keys.session(id), status)) === 1;
+  }
+
+  async expiredIds(now = Date.now(), limit = 200): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.expiry(), '-inf', now, 'LIMIT', 0, limit);
+  }
+
+  async claimExpired(id: string, now = Date.now()): Promise<boolean> {
+    return (await this.redis.eval(CLAIM_EXPIRED, 2, this.keys.session(id), this.keys.expiry(), id, now)) === 1;
+  }
+
+  /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses. */
+  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: string, now = Date.now()): Promise<boolean> {
+    const k = this.keys;
+    const r = await this.redis.eval(
+      TERMINATE,
+      3,
+      k.session(rec.id),
+      k.expiry(),
+      k.hostSessions(rec.host),
+      rec.id,
+      now,
+      reason,
+      this.tombstoneMs,
+    );
+    return r === 1;
+  }
+
+  /** Removes the record and its indexes outright (used when a create is rolled back). */
+  async purge(rec: Pick<SessionRecord, 'id' | 'host'>): Promise<void> {
+    const k = this.keys;
+    await this.redis
+      .multi()
+      .del(k.session(rec.id), k.sessionExecutions(rec.id), k.sessionFigures(rec.id))
+      .zrem(k.sessions(), rec.id)
+      .zrem(k.expiry(), rec.id)
+      .srem(k.hostSessions(rec.host), rec.id)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  async isHostDown(host: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.hostDown(host))) === 1;
+  }
+
+  async setHostDown(host: string, down: boolean): Promise<void> {
+    if (down) await this.redis.set(this.keys.hostDown(host), String(Date.now()));
+    else await this.redis.del(this.keys.hostDown(host));
+  }
+
+  async liveIds(host: string): Promise<string[]> {
+    return this.redis.smembers(this.keys.hostSessions(host));
+  }
+
+  async liveCount(host: string): Promise<number> {
+    return this.redis.scard(this.keys.hostSessions(host));
+  }
+
+  /** Next sequence number for an execution of this session (order of submission). */
+  async nextSeq(id: string): Promise<number> {
+    return this.redis.hincrby(this.keys.session(id), 'seq', 1);
+  }
+
+  async turn(id: string): Promise<number> {
+    return Number((await this.redis.hget(this.keys.session(id), 'turn')) ?? 0);
+  }
+
+  /** Lets the execution after `seq` run; a no-op when the turn has already moved on. */
+  async advanceTurn(id: string, seq: number): Promise<void> {
+    await this.redis.eval(
+      `local t = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
+       if t <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'turn', tonumber(ARGV[1]) + 1) end return 1`,
+      1,
+      this.keys.session(id),
+      seq,
+    );
+  }
+}
+
+export function toApiSession(rec: SessionRecord): Session {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    id: rec.id,
+    status: rec.status,
+    createdAt: iso(rec.createdAt),
+    lastActiveAt: iso(rec.lastActiveAt),
+    expiresAt: iso(rec.expiresAt),
+    ttlSeconds: rec.ttlSeconds,
+    limits: rec.limits,
+    metadata: rec.metadata,
+    host: rec.host,
+    terminatedAt: rec.terminatedAt ? iso(rec.terminatedAt) : null,
+    terminationReason: rec.terminationReason,
+  };
+}
+
+function serialize(rec: SessionRecord): Record<string, string> {
+  return {
+    id: rec.id,
+    status: rec.status,
+    host: rec.host,
+    containerId: rec.containerId,
+    owner: rec.owner,
+    createdAt: String(rec.createdAt),
+    lastActiveAt: String(rec.lastActiveAt),
+    expiresAt: String(rec.expiresAt),
+    ttlSeconds: String(rec.ttlSeconds),
+    limits: JSON.stringify(rec.limits),
+    metadata: JSON.stringify(rec.metadata),
+    terminatedAt: rec.terminatedAt ? String(rec.terminatedAt) : '',
+    terminationReason: rec.terminationReason ?? '',
+    restoredFrom: rec.restoredFrom ?? '',
+  };
+}
+
+function deserialize(h: Record<string, string>): SessionRecord {
+  return {
+    id: h.id,
+    status: h.status as SessionStatus,
+    host: h.host,
+    containerId: h.containerId,
+    owner: h.owner ?? '',
+    createdAt: Number(h.createdAt),
+    lastActiveAt: Number(h.lastActiveAt),
+    expiresAt: Number(h.expiresAt),
+    ttlSeconds: Number(h.ttlSeconds),
+    limits: JSON.parse(h.limits),
+    metadata: JSON.parse(h.metadata || '{}'),
+    terminatedAt: h.terminatedAt ? Number(h.terminatedAt) : null,
+    terminationReason: h.terminationReason || null,
+    restoredFrom: h.restoredFrom || null,
+  };
+}
+
+export function throwOnMultiError(res: [Error | null, unknown][] | null): void {
+  if (!res) throw new Error('redis transaction aborted');
+  for (const [err] of res) if (err) throw err;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Brings everything up: npm deps, Docker engine, Redis, the runner image, then api and worker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+bash scripts/ensure-infra.sh
+port="${SESSIONBOX_PORT:-8000}"
+host="${SESSIONBOX_HOST:-127.0.0.1}"
+pids=()
+stop() {
+  trap - INT TERM
+  echo "[sessionbox] stopping api and worker"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  exit 0
+}
+trap stop INT TERM
+node --import tsx apps/worker/src/main.ts & pids+=($!)
+node --import tsx apps/api/src/main.ts & pids+=($!)
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 || curl -fsS "http://${host}:${port}/healthz" >/dev/null 2>&1; then
+    shown_host="$host"; [ "$host" = "0.0.0.0" ] && shown_host="127.0.0.1"
+    echo "[sessionbox] ready: http://${shown_host}:${port}  (Ctrl-C stops api and worker)"
+    break
+  fi
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "[sessionbox] a process exited during start-up" >&2; stop; }; done
+  sleep 0.2
+done
+wait -n "${pids[@]}" || true
+stop

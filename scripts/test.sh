@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole suite, on the real Docker engine and real Redis (installed and started when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+bash scripts/ensure-infra.sh
+npx tsc --noEmit -p tsconfig.json
+exec npx jest "$@"

@@ -1,0 +1,136 @@
+import Docker from 'dockerode';
+import IORedis from 'ioredis';
+import { loadConfig, type Config } from '@sessionbox/core';
+import { startApi, type RunningApi } from '../../apps/api/src/server';
+import { startWorker, type RunningWorker } from '../../apps/worker/src/worker';
+
+export const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+export const REDIS_URL = process.env.SESSIONBOX_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export function testNamespace(tag = 't'): string {
+  return `${tag}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    ...process.env,
+    SESSIONBOX_NAMESPACE: testNamespace(),
+    SESSIONBOX_PORT: '0',
+    SESSIONBOX_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    SESSIONBOX_REAPER_INTERVAL_MS: '250',
+    SESSIONBOX_RECONCILE_ON_START: 'false',
+    ...env,
+  });
+}
+
+export interface TestSystem {
+  config: Config;
+  api: RunningApi;
+  worker: RunningWorker | null;
+  url: string;
+  http: Http;
+  stop(): Promise<void>;
+}
+
+/** A real api and worker on a namespace of their own; `stop` removes every container and key it made. */
+export async function startSystem(env: Record<string, string> = {}, opts: { worker?: boolean } = {}): Promise<TestSystem> {
+  const config = testConfig(env);
+  const worker = opts.worker === false ? null : await startWorker(config);
+  const api = await startApi(config);
+  return {
+    config,
+    api,
+    worker,
+    url: api.url,
+    http: new Http(api.url),
+    async stop() {
+      await api.close();
+      await worker?.close();
+      await removeNamespace(config.namespace);
+    },
+  };
+}
+
+export async function namespaceContainers(namespace: string) {
+  return docker.listContainers({ all: true, filters: { label: [`sessionbox.namespace=${namespace}`] } });
+}
+
+export async function removeNamespace(namespace: string) {
+  for (const c of await namespaceContainers(namespace)) {
+    await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  }
+  const redis = new IORedis(REDIS_URL);
+  const keys = await redis.keys(`sb:${namespace}:*`);
+  if (keys.length) await redis.del(...keys);
+  await redis.quit();
+}
+
+export interface HttpResult<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  raw: Buffer;
+}
+
+/** A thin fetch wrapper: JSON in, JSON (or bytes) out. */
+export class Http {
+  constructor(readonly base: string, readonly headers: Record<string, string> = {}) {}
+
+  async request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult<T>> {
+    const init: RequestInit = { method, headers: { ...this.headers, ...headers } };
+    if (body !== undefined) {
+      if (typeof body === 'string' || Buffer.isBuffer(body)) init.body = body as string;
+      else {
+        init.body = JSON.stringify(body);
+        (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+      }
+    }
+    const res = await fetch(this.base + path, init);
+    const raw = Buffer.from(await res.arrayBuffer());
+    const ct = res.headers.get('content-type') ?? '';
+    const parsed = ct.includes('json') && raw.length ? JSON.parse(raw.toString('utf8')) : raw;
+    return { status: res.status, headers: res.headers, body: parsed as T, raw };
+  }
+  get<T = any>(path: string, headers?: Record<string, string>) {
+    return this.request<T>('GET', path, undefined, headers);
+  }
+  post<T = any>(path: string, body?: unknown, headers?: Record<string, string>) {
+    return this.request<T>('POST', path, body, headers);
+  }
+  put<T = any>(path: string, body?: unknown, headers?: Record<string, string>) {
+    return this.request<T>('PUT', path, body, headers);
+  }
+  delete<T = any>(path: string, headers?: Record<string, string>) {
+    return this.request<T>('DELETE', path, undefined, headers);
+  }
+
+  async createSession(body: Record<string, unknown> = {}) {
+    const r = await this.post('/v1/sessions', body);
+    if (r.status !== 201) throw new Error(`create session: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as { id: string; [k: string]: any };
+  }
+
+  async run(sessionId: string, code: string, timeoutMs?: number) {
+    const r = await this.post(`/v1/sessions/${sessionId}/executions?wait=true`, { code, ...(timeoutMs ? { timeoutMs } : {}) });
+    if (r.status !== 200) throw new Error(`execute: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as any;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor<T>(fn: () => Promise<T | null | undefined | false>, timeoutMs: number, stepMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(stepMs);
+  }
+}
+
+/** PNG width/height from the IHDR chunk. */
+export function pngSize(buf: Buffer): { width: number; height: number } {
+  if (buf.subarray(0, 8).toString('hex') !== '89504e470d0a1a0a') throw new Error('not a PNG');
+  return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
+}
