@@ -1,0 +1,382 @@
+"""sessionbox kernel: the long-lived interpreter that runs user code as notebook cells.
+
+supervisor.py starts it as `python3 -u kernel.py <supervisor pid>` with fd 0 = /dev/null,
+fd 1/2 = pipes the supervisor reads, fd 3 = control requests, fd 4 = control events. Both
+control pipes carry one JSON object per line:
+
+  -> {"op": "exec", "code", "maxFigures", "maxFigurePixels", "maxResultChars"}
+  <- {"ev": "ready", "pid"}                                   once, when imports are done
+  <- {"ev": "figure", "index", "pngB64", "width", "height"}   any number per exec
+  <- {"ev": "note", "text"}                                   any number per exec
+  <- {"ev": "done", "status": "succeeded"|"failed", "result", "error"}   one per exec
+
+SIGINT (sent by the supervisor at a deadline) interrupts the running cell and ends the run;
+it is ignored while no cell runs.
+"""
+
+import ast
+import asyncio
+import base64
+import builtins
+import ctypes
+import inspect
+import io
+import json
+import linecache
+import os
+import signal
+import struct
+import sys
+import threading
+import traceback
+import types
+
+CTL_IN, CTL_OUT = 3, 4
+KERNEL_FILE = os.path.abspath(__file__)
+CJK_FONT = "Noto Sans CJK JP"
+PR_SET_PDEATHSIG = 1
+
+
+def _prepare_process():
+    os.setsid()
+    for fd in (CTL_IN, CTL_OUT):
+        os.set_inheritable(fd, False)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if len(sys.argv) > 1 and os.getppid() != int(sys.argv[1]):
+        os._exit(1)  # the supervisor died before PDEATHSIG was armed
+    try:
+        # Let the OOM killer pick the kernel and its children before the supervisor.
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("500")
+    except OSError:
+        pass
+    # Imports resolve like a notebook's: the working directory first, never this file's dir.
+    here = os.path.dirname(KERNEL_FILE)
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path.insert(0, "")
+    site_dir = os.path.join(here, "site")
+    if os.path.isdir(site_dir) and site_dir not in sys.path:
+        sys.path.append(site_dir)
+    sys.argv = [""]
+    return libc
+
+
+def _setup_matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    # matplotlib >= 3.6 falls back glyph by glyph along font.family, so Latin text keeps
+    # DejaVu Sans and Japanese comes from Noto Sans CJK JP (when that font is installed).
+    families = ["DejaVu Sans"]
+    if any(f.name == CJK_FONT for f in font_manager.fontManager.ttflist):
+        families.append(CJK_FONT)
+    matplotlib.rcParams["font.family"] = families
+    matplotlib.rcParams["axes.unicode_minus"] = False
+    return matplotlib, plt
+
+
+def _reap_children():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _ensure_stdin():
+    """exit() closes sys.stdin and with it fd 0; a kernel outlives that, so put /dev/null back."""
+    if sys.stdin is not None and not sys.stdin.closed:
+        return
+    try:
+        os.fstat(0)
+    except OSError:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 0:
+            os.dup2(fd, 0)
+            os.close(fd)
+    sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
+
+
+def _png_size(png):
+    # Width and height are the first fields of the IHDR chunk, right after the signature.
+    return struct.unpack(">II", png[16:24])
+
+
+class Figures:
+    """Renders pyplot figures to PNG and sends them to the supervisor."""
+
+    def __init__(self, kernel, matplotlib, plt):
+        self.kernel = kernel
+        self.plt = plt
+        self.Figure = matplotlib.figure.Figure
+        self.begin(50, 25_000_000)
+
+        def show(*args, **kwargs):
+            """Display all open figures (sessionbox: sends them as PNG and closes them)."""
+            self.capture_open()
+
+        def figure_show(fig, *args, **kwargs):
+            """Display this figure (sessionbox: sends it as PNG and closes it)."""
+            self.capture(fig)
+
+        plt.show = show
+        self.Figure.show = figure_show
+
+    def begin(self, max_figures, max_pixels):
+        self.max_figures = max_figures
+        self.max_pixels = max_pixels
+        self.index = 0
+        self.sent = 0
+        self.over_count = 0
+
+    def open_figures(self):
+        from matplotlib._pylab_helpers import Gcf
+
+        return [manager.canvas.figure for manager in Gcf.get_all_fig_managers()]
+
+    def capture_open(self, at_end=False):
+        for fig in self.open_figures():
+            if not at_end:
+                self.capture(fig)
+                continue
+            try:
+                self.capture(fig)
+            except Exception as exc:
+                self.kernel.note(f"figure {self.index - 1} could not be rendered: {type(exc).__name__}: {exc}")
+
+    def capture(self, fig):
+        try:
+            self._render(fig)
+        finally:
+            self.plt.close(fig)
+
+    def _render(self, fig):
+        index = self.index
+        self.index += 1
+        if self.sent >= self.max_figures:
+            self.over_count += 1
+            return
+        width = round(fig.get_figwidth() * fig.dpi)
+        height = round(fig.get_figheight() * fig.dpi)
+        if width * height > self.max_pixels:
+            self.kernel.note(
+                f"figure {index} skipped: {width}x{height} px is over the {self.max_pixels} px cap"
+            )
+            return
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=fig.dpi)
+        png = buf.getvalue()
+        width, height = _png_size(png)
+        self.sent += 1
+        self.kernel.send(
+            {
+                "ev": "figure",
+                "index": index,
+                "pngB64": base64.b64encode(png).decode("ascii"),
+                "width": width,
+                "height": height,
+            }
+        )
+
+    def finish(self):
+        if self.over_count:
+            self.kernel.note(
+                f"{self.over_count} figure(s) skipped: over the {self.max_figures} figure cap"
+            )
+
+
+class Kernel:
+    def __init__(self, libc):
+        self.pid = os.getpid()
+        self.libc = libc
+        self.send_lock = threading.Lock()
+        self.running = False
+        self.count = 0
+        self.loop = None
+        matplotlib, plt = _setup_matplotlib()
+        import numpy  # noqa: F401  (imported so the first cell does not pay for it)
+        import pandas  # noqa: F401
+
+        self.figures = Figures(self, matplotlib, plt)
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = builtins
+        main.__dict__["display"] = self.display
+        sys.modules["__main__"] = main
+        self.ns = main.__dict__
+
+    # -- control pipe -------------------------------------------------------------------
+
+    def send(self, msg):
+        if os.getpid() != self.pid:
+            return  # a process forked by user code must never talk on the control pipe
+        data = (json.dumps(msg) + "\n").encode("ascii")
+        with self.send_lock:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(CTL_OUT, view):]
+
+    def note(self, text):
+        self.send({"ev": "note", "text": text})
+
+    def serve(self):
+        signal.signal(signal.SIGINT, self.on_sigint)
+        self.send({"ev": "ready", "pid": self.pid})
+        requests = io.open(CTL_IN, "rb", closefd=False)
+        for line in requests:
+            try:
+                req = json.loads(line)
+            except ValueError:
+                continue
+            if req.get("op") == "exec":
+                self.handle_exec(req)
+        os._exit(0)  # the supervisor closed the pipe
+
+    def on_sigint(self, signum, frame):
+        if self.running:
+            raise KeyboardInterrupt
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def handle_exec(self, req):
+        status, result, error = "failed", None, None
+        try:
+            status, result, error = self.execute(req)
+        except BaseException as exc:  # a late KeyboardInterrupt must not kill the kernel
+            self.running = False
+            self.exit_if_forked()
+            error = {"name": type(exc).__name__, "value": str(exc), "traceback": ""}
+        self.flush_output()
+        _reap_children()
+        _ensure_stdin()
+        signal.signal(signal.SIGINT, self.on_sigint)
+        self.send({"ev": "done", "status": status, "result": result, "error": error})
+
+    def execute(self, req):
+        _reap_children()
+        signal.signal(signal.SIGINT, self.on_sigint)
+        self.figures.begin(int(req.get("maxFigures", 50)), int(req.get("maxFigurePixels", 25_000_000)))
+        max_result = int(req.get("maxResultChars", 1 << 20))
+        result = error = None
+        self.running = True
+        try:
+            result = self.run_cell(str(req.get("code", "")))
+        except BaseException as exc:
+            self.running = False
+            self.exit_if_forked(1)
+            error = self.describe(exc)
+        self.exit_if_forked(0)
+        self.running = True  # rendering the figures left open can be interrupted too
+        try:
+            self.figures.capture_open(at_end=True)
+        except KeyboardInterrupt:
+            self.note("capturing figures was interrupted")
+        finally:
+            self.running = False
+        self.figures.finish()
+        if result is not None and len(result) > max_result:
+            self.note(f"result truncated after {max_result} characters")
+            result = result[:max_result]
+        return ("failed" if error else "succeeded"), result, error
+
+    def run_cell(self, source):
+        self.count += 1
+        filename = f"<cell-{self.count}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        try:
+            tree = ast.parse(source, filename)
+            last = None
+            if tree.body and isinstance(tree.body[-1], ast.Expr):
+                last = ast.Expression(tree.body.pop().value)
+            body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+            if last is not None:
+                last = compile(last, filename, "eval", flags=flags, dont_inherit=True)
+        except SyntaxError as exc:
+            raise exc.with_traceback(None)
+        self.evaluate(body)
+        if last is None:
+            return None
+        value = self.evaluate(last)
+        if value is None:
+            return None
+        if isinstance(value, self.figures.Figure):  # a notebook shows a trailing figure as an image
+            self.figures.capture(value)
+            return None
+        self.ns["_"] = value
+        return repr(value)
+
+    def evaluate(self, code):
+        if code.co_flags & inspect.CO_COROUTINE:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+            return self.loop.run_until_complete(eval(code, self.ns))
+        return eval(code, self.ns)
+
+    def display(self, *objs, **kwargs):
+        """Show objects like a notebook's display(): figures as images, anything else as repr."""
+        for obj in objs:
+            if isinstance(obj, self.figures.Figure):
+                self.figures.capture(obj)
+            else:
+                print(repr(obj))
+
+    def exit_if_forked(self, code=0):
+        if os.getpid() != self.pid:
+            self.flush_output()
+            os._exit(code)
+
+    def flush_output(self):
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        self.libc.fflush(None)
+
+    # -- errors -------------------------------------------------------------------------
+
+    def describe(self, exc):
+        te = traceback.TracebackException.from_exception(exc)
+        self.clean_traceback(te, set())
+        try:
+            value = str(exc)
+        except Exception:
+            value = "<str() failed>"
+        return {"name": type(exc).__name__, "value": value, "traceback": "".join(te.format())}
+
+    def clean_traceback(self, te, seen):
+        """Drop the kernel's own frames and show the current cell as <cell>."""
+        if te is None or id(te) in seen:
+            return
+        seen.add(id(te))
+        current = f"<cell-{self.count}>"
+        frames = [f for f in te.stack if f.filename != KERNEL_FILE]
+        first_cell = next((i for i, f in enumerate(frames) if f.filename.startswith("<cell-")), None)
+        if first_cell is not None:
+            frames = frames[first_cell:]
+        for frame in frames:
+            frame.line  # load the source line before the file name changes
+            if frame.filename == current:
+                frame.filename = "<cell>"
+        te.stack = traceback.StackSummary.from_list(frames)
+        if getattr(te, "filename", None) == current:  # SyntaxError
+            te.filename = "<cell>"
+        self.clean_traceback(te.__cause__, seen)
+        self.clean_traceback(te.__context__, seen)
+        for sub in getattr(te, "exceptions", None) or ():
+            self.clean_traceback(sub, seen)
+
+
+def main():
+    libc = _prepare_process()
+    Kernel(libc).serve()
+
+
+if __name__ == "__main__":
+    main()
