@@ -10,4 +10,6 @@ module.exports = {
   },
   testTimeout: 120000,
   maxWorkers: 1,
+  // A safety net for CI: a stray reconnect timer must not hold a green run hostage.
+  forceExit: true,
 };

@@ -28,7 +28,7 @@ describe('sessions', () => {
     expect(hc.ReadonlyRootfs).toBe(true);
     expect(hc.CapDrop).toEqual(['ALL']);
     expect(hc.SecurityOpt).toEqual(['no-new-privileges:true']);
-    expect(hc.Init).toBe(true);
+    expect(hc.Init).toBe(false); // the supervisor is PID 1 itself (see hostConfigFor)
     expect(info.Config.User).toBe('1000:1000');
     expect(Object.keys(hc.Tmpfs ?? {}).sort()).toEqual(['/tmp', '/work']);
     // the engine's view from inside: not root, no capabilities, read-only root

@@ -1,11 +1,16 @@
 import Docker from 'dockerode';
 import IORedis from 'ioredis';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadConfig, type Config } from '@sessionbox/core';
 import { startApi, type RunningApi } from '../../apps/api/src/server';
 import { startWorker, type RunningWorker } from '../../apps/worker/src/worker';
 
 export const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 export const REDIS_URL = process.env.SESSIONBOX_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** Archives of expired sessions go here in tests (not /var/lib/sessionbox); `removeNamespace` clears its part. */
+export const TEST_ARCHIVE_DIR = join(tmpdir(), 'sessionbox-test-archives');
 
 export function testNamespace(tag = 't'): string {
   return `${tag}-${Math.random().toString(36).slice(2, 10)}`;
@@ -19,6 +24,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
     SESSIONBOX_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     SESSIONBOX_REAPER_INTERVAL_MS: '250',
     SESSIONBOX_RECONCILE_ON_START: 'false',
+    SESSIONBOX_ARCHIVE_DIR: TEST_ARCHIVE_DIR,
     ...env,
   });
 }
@@ -60,6 +66,7 @@ export async function removeNamespace(namespace: string) {
     await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   }
   const redis = new IORedis(REDIS_URL);
+  rmSync(join(TEST_ARCHIVE_DIR, namespace), { recursive: true, force: true });
   const keys = await redis.keys(`sb:${namespace}:*`);
   if (keys.length) await redis.del(...keys);
   await redis.quit();

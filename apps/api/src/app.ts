@@ -1,8 +1,11 @@
 import express, { type Express } from 'express';
 import { NotFoundError } from '@sessionbox/core';
+import { authenticate } from './auth';
 import type { ApiContext } from './context';
 import { errorHandler } from './http';
+import { docsRouter } from './routes/docs';
 import { executionsRouter } from './routes/executions';
+import { isFileUpload } from './routes/files';
 import { healthRouter } from './routes/health';
 import { sessionsRouter } from './routes/sessions';
 
@@ -13,9 +16,13 @@ export function createApp(ctx: ApiContext, extra: RouterFactory[] = []): Express
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
+  app.use(authenticate(ctx.config));
   // JSON-escaped code can be several times its raw size; the 1 MiB cap on code itself is checked after parsing.
-  app.use(express.json({ limit: ctx.config.maxCodeBytes * 6 + 64 * 1024, strict: false }));
+  const json = express.json({ limit: ctx.config.maxCodeBytes * 6 + 64 * 1024, strict: false });
+  // A raw file upload (PUT …/files/<path>) is stored byte for byte, even when it is declared as JSON.
+  app.use((req, res, next) => (isFileUpload(req) ? next() : json(req, res, next)));
   app.use(healthRouter(ctx));
+  app.use(docsRouter(ctx));
   app.use(sessionsRouter(ctx));
   app.use(executionsRouter(ctx));
   for (const make of extra) app.use(make(ctx));

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Config, CoreParts, ExecutionEvents, ExecutionQueues, ExecutionService, Metrics } from '@sessionbox/core';
+import type { Config, CoreParts, ExecutionEvents, ExecutionQueues, ExecutionService, Metrics, SessionFiles } from '@sessionbox/core';
 
 /** Everything a route needs, built once by the server and handed to each router. */
 export interface ApiContext {
@@ -10,4 +10,6 @@ export interface ApiContext {
   queues: ExecutionQueues;
   logger: Logger;
   metrics: Metrics;
+  /** Files in and out of sessions, archives and restores (routes/files.ts, restoreFrom, MCP). */
+  files: SessionFiles;
 }

@@ -1,5 +1,11 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import type { RouterFactory } from './app';
+import { eventsRouter } from './routes/events';
+import { filesRouter, registerFilesPaths } from './routes/files';
+import { dropinRouter, registerDropinPaths } from './routes/dropin';
+import { mcpRouter, registerMcpPaths } from './routes/mcp';
+import { metricsRouter } from './routes/metrics';
+import { registerToolsPaths, toolsRouter } from './routes/tools';
 
 /**
  * Features beyond the core REST contract. Each adds one entry: its router factory and the function
@@ -13,6 +19,12 @@ export interface Feature {
 
 export const features: Feature[] = [
   // one line per feature, e.g. { name: 'tools', router: toolsRouter, openapi: registerToolsPaths },
+  { name: 'files', router: filesRouter, openapi: registerFilesPaths },
+  { name: 'streaming', router: eventsRouter }, // its path is part of the core document (openapi.ts)
+  { name: 'tools', router: toolsRouter, openapi: registerToolsPaths },
+  { name: 'mcp', router: mcpRouter, openapi: registerMcpPaths },
+  { name: 'dropin', router: dropinRouter, openapi: registerDropinPaths },
+  { name: 'metrics', router: metricsRouter }, // Prometheus text, not part of the JSON API document
 ];
 
 export const extraRouters: RouterFactory[] = features.map((f) => f.router);

@@ -8,7 +8,13 @@ import {
   createLogger,
   createMetrics,
   createRedis,
+  createRuntimes,
+  closeRedis,
+  warmClaimer,
+  createSessionFiles,
+  sessionFilesHooks,
   type Config,
+  type SessionFiles,
 } from '@sessionbox/core';
 import type { Logger } from 'pino';
 import { createApp, type RouterFactory } from './app';
@@ -25,7 +31,13 @@ export interface RunningApi {
 export async function startApi(config: Config, opts: { logger?: Logger; extra?: RouterFactory[] } = {}): Promise<RunningApi> {
   const logger = opts.logger ?? createLogger('sessionbox-api', config.logLevel);
   const metrics = createMetrics({ defaultMetrics: true });
-  const core = createCore(config, { logger, metrics });
+  let files: SessionFiles | undefined;
+  const redis = createRedis(config.redisUrl);
+  const runtimes = createRuntimes(config);
+  // Default-limit sessions take a warm container when a worker keeps a pool (SESSIONBOX_POOL_SIZE).
+  const claimWarm = warmClaimer({ redis, runtimes, namespace: config.namespace, maxAgeMs: config.poolMaxAgeSeconds * 1000, logger });
+  const core = createCore(config, { logger, metrics, redis, runtimes, sessionHooks: { ...sessionFilesHooks(() => files), claimWarm } });
+  files = createSessionFiles(config, { sessions: core.sessions, redis: core.redis, logger, metrics });
   const subscriber = createRedis(config.redisUrl, { forBullmq: true });
   const events = new ExecutionEvents(subscriber, config.namespace);
   const queues = new ExecutionQueues(createRedis(config.redisUrl, { forBullmq: true }), config.namespace);
@@ -37,10 +49,12 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     maxCodeBytes: config.maxCodeBytes,
     maxTimeoutMs: config.maxTimeoutMs,
   });
-  const ctx: ApiContext = { config, core, executions, events, queues, logger, metrics };
+  const ctx: ApiContext = { config, core, executions, events, queues, logger, metrics, files };
   void events.start().catch((err) => logger.warn({ err: (err as Error).message }, 'event subscription failed; will retry'));
   const app = createApp(ctx, [...extraRouters, ...(opts.extra ?? [])]);
-  const host = config.host ?? '127.0.0.1';
+  // Without API keys anyone who can connect owns every session: stay on loopback unless told otherwise.
+  const open = (config.apiKeys?.length ?? 0) === 0 && !config.adminKey;
+  const host = config.host || (open ? '127.0.0.1' : '0.0.0.0');
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(config.port, host, () => resolve(s));
     s.once('error', reject);
@@ -49,6 +63,14 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
   const addr = server.address() as AddressInfo;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`;
   logger.info({ url }, 'sessionbox api listening');
+  if (open) {
+    logger.warn(
+      { host, apiKeys: 0 },
+      config.host
+        ? `NO API KEYS CONFIGURED: the API is unauthenticated and listens on ${host} because SESSIONBOX_HOST says so; set SESSIONBOX_API_KEYS`
+        : `NO API KEYS CONFIGURED: the API is unauthenticated, so it listens on ${host} (localhost) only; set SESSIONBOX_API_KEYS to serve other machines`,
+    );
+  }
   return {
     url,
     server,
@@ -60,7 +82,8 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
       });
       await queues.close();
       await events.close();
-      await core.redis.quit().catch(() => core.redis.disconnect());
+      await files.close();
+      await closeRedis(core.redis);
     },
   };
 }

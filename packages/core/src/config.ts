@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { loadApiKeys, type ApiKey } from './api-keys';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -48,9 +49,30 @@ export const EnvSchema = z.object({
   SESSIONBOX_MAX_FIGURES: int(50, 1, 1000),
   SESSIONBOX_MAX_FIGURE_PIXELS: int(25_000_000, 10_000),
   SESSIONBOX_POOL_SIZE: int(0, 0, 1000),
+  SESSIONBOX_POOL_MAX_AGE_SECONDS: int(1800, 10, 86400),
   SESSIONBOX_STALLED_INTERVAL_MS: int(30_000, 1000),
   SESSIONBOX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SESSIONBOX_RECONCILE_ON_START: bool.default(true),
+  SESSIONBOX_MAX_FILE_BYTES: int(50 * 1024 * 1024, 1),
+  /** Unset: each session's own diskMb, at most 500 MiB. */
+  SESSIONBOX_MAX_SESSION_FILES_BYTES: z.coerce.number().int().min(1).optional(),
+  SESSIONBOX_ARCHIVE_SECONDS: int(86400, 1),
+  SESSIONBOX_MAX_ARCHIVE_BYTES: int(100 * 1024 * 1024, 1024),
+  SESSIONBOX_ARCHIVE_DIR: z.string().min(1).default('/var/lib/sessionbox/archives'),
+  SESSIONBOX_TOOL_TEXT_BUDGET: int(4000, 200, 1_000_000),
+  SESSIONBOX_RECONCILE_GRACE_MS: int(10_000, 0, 3_600_000),
+  SESSIONBOX_HOST_CHECK_INTERVAL_MS: int(2000, 100, 600_000),
+  SESSIONBOX_HOST_DOWN_AFTER_FAILURES: int(3, 1, 1000),
+  /** Unset: the worker serves no HTTP; set: `/metrics` and `/healthz` on this port (bound like the API, SESSIONBOX_HOST). */
+  SESSIONBOX_WORKER_METRICS_PORT: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(65535).optional()),
+  /** `name:key[:maxSessions[:executionsPerMinute]],…`; none (and no file, no admin key): open API, localhost only. */
+  SESSIONBOX_API_KEYS: z.string().optional(),
+  SESSIONBOX_API_KEYS_FILE: z.string().optional(),
+  SESSIONBOX_ADMIN_KEY: z.string().optional(),
+  /** Unset: 50 per key when keys are configured, no limit otherwise; 0 = no limit. */
+  SESSIONBOX_KEY_MAX_SESSIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).optional()),
+  /** Unset: 600 per key when keys are configured, no limit otherwise; 0 = no limit. */
+  SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).optional()),
 });
 export type Env = z.infer<typeof EnvSchema>;
 
@@ -74,9 +96,33 @@ export interface Config {
   maxFigures: number;
   maxFigurePixels: number;
   poolSize: number;
+  /** A warm container listed longer than this is replaced, never handed out. */
+  poolMaxAgeSeconds: number;
   stalledIntervalMs: number;
   logLevel: Env['SESSIONBOX_LOG_LEVEL'];
   reconcileOnStart: boolean;
+  maxFileBytes: number;
+  /** Cap on all files of one session; null = the session's diskMb, at most 500 MiB. */
+  maxSessionFilesBytes: number | null;
+  archiveSeconds: number;
+  maxArchiveBytes: number;
+  archiveDir: string;
+  /** Max characters of the text an LLM tool call returns to the model. */
+  toolTextBudget: number;
+  /** Containers and records younger than this are being born: cleanup leaves them alone. */
+  reconcileGraceMs: number;
+  /** The worker pings its engine this often; after `hostDownAfterFailures` misses in a row the host is down. */
+  hostCheckIntervalMs: number;
+  hostDownAfterFailures: number;
+  /** null: the worker serves no HTTP. */
+  workerMetricsPort: number | null;
+  /** Tenants (`SESSIONBOX_API_KEYS` and `SESSIONBOX_API_KEYS_FILE`). */
+  apiKeys: ApiKey[];
+  /** Sees and touches every session (`SESSIONBOX_ADMIN_KEY`). */
+  adminKey: string | null;
+  /** Per-key defaults (a key's own values win); null or 0 = no limit. */
+  keyMaxSessions: number | null;
+  keyExecutionsPerMinute: number | null;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -89,6 +135,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const dockerHosts = parseHosts(e.SESSIONBOX_DOCKER_HOSTS, e.SESSIONBOX_HOST_CAPACITY);
   if (dockerHosts.length === 0) throw new Error('invalid configuration: SESSIONBOX_DOCKER_HOSTS names no host');
   const workerHost = e.SESSIONBOX_WORKER_HOST ?? dockerHosts[0].name;
+  let auth: ReturnType<typeof loadApiKeys>;
+  try {
+    auth = loadApiKeys({ list: e.SESSIONBOX_API_KEYS, file: e.SESSIONBOX_API_KEYS_FILE, adminKey: e.SESSIONBOX_ADMIN_KEY });
+  } catch (err) {
+    throw new Error(`invalid configuration: ${(err as Error).message}`);
+  }
+  const keyed = auth.keys.length > 0 || auth.adminKey !== null;
   if (!dockerHosts.some((h) => h.name === workerHost)) {
     throw new Error(`invalid configuration: SESSIONBOX_WORKER_HOST "${workerHost}" is not in SESSIONBOX_DOCKER_HOSTS`);
   }
@@ -112,8 +165,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxFigures: e.SESSIONBOX_MAX_FIGURES,
     maxFigurePixels: e.SESSIONBOX_MAX_FIGURE_PIXELS,
     poolSize: e.SESSIONBOX_POOL_SIZE,
+    poolMaxAgeSeconds: e.SESSIONBOX_POOL_MAX_AGE_SECONDS,
     stalledIntervalMs: e.SESSIONBOX_STALLED_INTERVAL_MS,
     logLevel: e.SESSIONBOX_LOG_LEVEL,
     reconcileOnStart: e.SESSIONBOX_RECONCILE_ON_START,
+    maxFileBytes: e.SESSIONBOX_MAX_FILE_BYTES,
+    maxSessionFilesBytes: e.SESSIONBOX_MAX_SESSION_FILES_BYTES ?? null,
+    archiveSeconds: e.SESSIONBOX_ARCHIVE_SECONDS,
+    maxArchiveBytes: e.SESSIONBOX_MAX_ARCHIVE_BYTES,
+    archiveDir: e.SESSIONBOX_ARCHIVE_DIR,
+    toolTextBudget: e.SESSIONBOX_TOOL_TEXT_BUDGET,
+    reconcileGraceMs: e.SESSIONBOX_RECONCILE_GRACE_MS,
+    hostCheckIntervalMs: e.SESSIONBOX_HOST_CHECK_INTERVAL_MS,
+    hostDownAfterFailures: e.SESSIONBOX_HOST_DOWN_AFTER_FAILURES,
+    workerMetricsPort: e.SESSIONBOX_WORKER_METRICS_PORT ?? null,
+    apiKeys: auth.keys,
+    adminKey: auth.adminKey,
+    keyMaxSessions: e.SESSIONBOX_KEY_MAX_SESSIONS ?? (keyed ? 50 : null),
+    keyExecutionsPerMinute: e.SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE ?? (keyed ? 600 : null),
   };
 }

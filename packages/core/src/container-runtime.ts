@@ -43,7 +43,8 @@ export interface ContainerUsage {
 /** The container engine behind sessionbox (Docker today; a pod per session would fit the same port). */
 export interface ContainerRuntime {
   readonly hostName: string;
-  ping(): Promise<void>;
+  /** `signal` abandons the request (a hung engine must not pile up open sockets). */
+  ping(opts?: { signal?: AbortSignal }): Promise<void>;
   /** Creates and starts; leaves nothing behind when either step fails. */
   createSessionContainer(spec: SessionContainerSpec): Promise<string>;
   /** Idempotent: a container that is already gone, or being removed, counts as removed. */

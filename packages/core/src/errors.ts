@@ -57,8 +57,9 @@ export class RateLimitedError extends SessionboxError {
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
+    details?: Record<string, unknown>,
   ) {
-    super('rate_limited', message, 429);
+    super('rate_limited', message, 429, details);
   }
 }
 

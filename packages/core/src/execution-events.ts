@@ -1,12 +1,13 @@
 import type { Redis } from 'ioredis';
 import { Keys } from './keys';
+import { closeRedis } from './system';
 
 /**
  * One subscriber connection per process that wakes whoever waits on an execution
  * (`?wait=true`, SSE streams) when the worker appends to its event log.
  */
 export class ExecutionEvents {
-  private readonly listeners = new Map<string, Set<() => void>>();
+  private readonly listeners = new Map<string, Set<(type?: string) => void>>();
   private readonly keys: Keys;
   private ready: Promise<unknown> | null = null;
 
@@ -15,9 +16,12 @@ export class ExecutionEvents {
     namespace: string,
   ) {
     this.keys = new Keys(namespace);
-    subscriber.on('message', (_channel: string, executionId: string) => {
-      const set = this.listeners.get(executionId);
-      if (set) for (const fn of [...set]) fn();
+    // Messages are `<executionId>:<event type>` (a bare id, as older workers send, means "something happened").
+    subscriber.on('message', (_channel: string, message: string) => {
+      const sep = message.indexOf(':');
+      const set = this.listeners.get(sep < 0 ? message : message.slice(0, sep));
+      const type = sep < 0 ? undefined : message.slice(sep + 1);
+      if (set) for (const fn of [...set]) fn(type);
     });
   }
 
@@ -26,8 +30,8 @@ export class ExecutionEvents {
     return this.ready;
   }
 
-  /** Calls `fn` after each new event of the execution; returns the unsubscribe function. */
-  on(executionId: string, fn: () => void): () => void {
+  /** Calls `fn` after each new event of the execution (with its type when known); returns the unsubscribe function. */
+  on(executionId: string, fn: (type?: string) => void): () => void {
     let set = this.listeners.get(executionId);
     if (!set) this.listeners.set(executionId, (set = new Set()));
     set.add(fn);
@@ -39,6 +43,6 @@ export class ExecutionEvents {
 
   async close() {
     this.listeners.clear();
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await closeRedis(this.subscriber);
   }
 }

@@ -7,7 +7,7 @@ import type { Metrics } from './metrics';
 import { mimeTypeOf } from './mime';
 import type { Execution } from './schemas';
 import type { SessionService } from './session-service';
-import type { SessionRecord } from './session-store';
+import { throwOnMultiError, type SessionRecord } from './session-store';
 
 export interface ExecutionProcessorOptions {
   sessions: SessionService;
@@ -40,20 +40,31 @@ interface DoneEvent extends KernelEvent {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * PNG bytes one execution may store (the supervisor applies the same cap). A second fence: under
+ * gVisor user code can write to the container's stdout itself, past the supervisor.
+ */
+const MAX_FIGURE_BYTES_PER_EXECUTION = 64 * 1024 * 1024;
+
 /** Where code runs: one queued execution, in its session's order, through the session's kernel channel. */
 export class ExecutionProcessor {
+  private readonly figureBytes = new WeakMap<ExecutionRecord, number>();
+
   constructor(readonly opts: ExecutionProcessorOptions) {}
 
   async process(executionId: string, sessionId: string): Promise<void> {
     const { sessions, executions } = this.opts;
-    let rec = await executions.get(executionId);
+    // Both reads at once; the session hash carries the turn too.
+    const [{ rec: session, turn }, first] = await Promise.all([sessions.store.getWithTurn(sessionId), executions.get(executionId)]);
+    let rec = first;
     if (!rec) return; // discarded before it ran
-    const session = await sessions.store.get(sessionId);
     if (!session || session.status === 'terminated') {
       return this.endWithoutRunning(rec, 'session_terminated', 'SessionTerminated', `session ${sessionId} has ended`);
     }
-    await this.waitForTurn(rec);
-    rec = (await executions.get(executionId)) ?? rec;
+    if (!isMyTurn(turn, rec.seq)) {
+      await this.waitForTurn(rec);
+      rec = (await executions.get(executionId)) ?? rec;
+    }
     if (rec.status !== 'queued') {
       if (rec.status === 'running') await this.recoverLost(rec, session);
       return;
@@ -68,7 +79,7 @@ export class ExecutionProcessor {
     let delay = 1;
     for (;;) {
       const turn = await store.turn(rec.sessionId);
-      if (turn >= rec.seq || turn === 0) return;
+      if (isMyTurn(turn, rec.seq)) return;
       if (Date.now() - started > 2000) await this.skipDeadPredecessor(rec.sessionId, turn);
       await sleep(delay);
       delay = Math.min(delay * 2, 25);
@@ -98,7 +109,10 @@ export class ExecutionProcessor {
     } catch {
       // the container is gone too: nothing left running
     }
-    this.opts.logger.warn({ executionId: rec.id, sessionId: rec.sessionId, lostWorker: rec.workerId }, 'execution lost its worker');
+    this.opts.logger.warn(
+      { executionId: rec.id, sessionId: rec.sessionId, host: session.host, containerId: session.containerId, lostWorker: rec.workerId },
+      'execution lost its worker',
+    );
     await this.endWithoutRunning(
       rec,
       'worker_lost',
@@ -120,6 +134,7 @@ export class ExecutionProcessor {
     await this.opts.sessions.store.advanceTurn(rec.sessionId, rec.seq);
     if (rec.startedAt) await this.opts.sessions.store.setStatusIfLive(rec.sessionId, 'ready');
     this.opts.metrics?.executions.inc({ status: 'failed', cause: cause ?? 'none' });
+    this.opts.logger.info({ executionId: rec.id, sessionId: rec.sessionId, host: this.opts.host, status: 'failed', cause }, 'execution ended without running');
   }
 
   private async run(rec: ExecutionRecord, session: SessionRecord) {
@@ -128,9 +143,12 @@ export class ExecutionProcessor {
     rec.status = 'running';
     rec.startedAt = Date.now();
     rec.workerId = this.opts.workerId;
-    await executions.save(rec);
-    await sessions.store.setStatusIfLive(rec.sessionId, 'busy');
-    await executions.appendEvent(rec.id, { type: 'started', at: rec.startedAt });
+    // One transaction: the record says `running` before the code is sent.
+    const begin = executions.multi();
+    executions.queueSave(begin, rec);
+    sessions.store.queueSetStatusIfLive(begin, rec.sessionId, 'busy');
+    executions.queueAppendEvent(begin, rec.id, { type: 'started', at: rec.startedAt });
+    throwOnMultiError(await begin.exec());
     metrics?.queueWaitSeconds.observe((rec.startedAt - rec.queuedAt) / 1000);
 
     // Events are persisted strictly in arrival order, without holding up the stream.
@@ -192,18 +210,25 @@ export class ExecutionProcessor {
       });
     }
     rec.finishedAt = finishedAt;
-    await executions.finish(rec);
     if (done) {
-      await sessions.store.setStatusIfLive(rec.sessionId, 'ready');
-      await sessions.store.touch(rec.sessionId, finishedAt);
+      // One transaction, and the session is `ready` with its turn moved before the final record is
+      // published: a caller who has the result can submit the next cell and it runs at once.
+      const end = executions.multi();
+      sessions.store.queueSetStatusIfLive(end, rec.sessionId, 'ready');
+      sessions.store.queueTouch(end, rec.sessionId, finishedAt);
+      sessions.store.queueAdvanceTurn(end, rec.sessionId, rec.seq);
+      executions.queueFinish(end, rec);
+      throwOnMultiError(await end.exec());
     } else {
+      await executions.finish(rec);
       await sessions.terminate(session, lostReason ?? 'container_gone').catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
+      await sessions.store.advanceTurn(rec.sessionId, rec.seq);
     }
-    await sessions.store.advanceTurn(rec.sessionId, rec.seq);
     metrics?.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
     metrics?.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
     if (rec.cause === 'oom') metrics?.oomKills.inc();
     if ((rec.status as string) === 'timed_out') metrics?.timeouts.inc();
+    log.info({ status: rec.status, cause: rec.cause ?? null, queueMs: rec.startedAt! - rec.queuedAt, runMs: finishedAt - rec.startedAt! }, 'execution finished');
   }
 
   private async onKernelEvent(rec: ExecutionRecord, e: KernelEvent) {
@@ -223,7 +248,10 @@ export class ExecutionProcessor {
     } else if (e.ev === 'figure' && typeof e.pngB64 === 'string') {
       if (rec.figures.length >= this.opts.maxFigures) return;
       const png = Buffer.from(e.pngB64, 'base64');
-      if (png.subarray(1, 4).toString('latin1') !== 'PNG') return;
+      if (png.length < 24 || png.subarray(1, 4).toString('latin1') !== 'PNG') return;
+      const bytes = (this.figureBytes.get(rec) ?? 0) + png.length;
+      if (bytes > MAX_FIGURE_BYTES_PER_EXECUTION) return;
+      this.figureBytes.set(rec, bytes);
       const figure = { id: uuidv4(), width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
       await executions.putFigure(rec.sessionId, figure.id, png);
       rec.figures.push(figure);
@@ -243,6 +271,11 @@ export class ExecutionProcessor {
       return 'engine_unavailable';
     }
   }
+}
+
+/** Turn 0 means the session hash is gone (the run then fails on its own); otherwise wait for our seq. */
+function isMyTurn(turn: number, seq: number): boolean {
+  return turn >= seq || turn === 0;
 }
 
 function failedDone(name: string, value: string): DoneEvent {

@@ -1,5 +1,7 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
+import IORedis from 'ioredis';
 import { Keys } from './keys';
+import { closeRedis, withTimeout } from './system';
 
 export interface ExecutionJobData {
   executionId: string;
@@ -26,6 +28,8 @@ export class ExecutionQueues {
         prefix: this.keys.queuePrefix(),
         defaultJobOptions: { attempts: 1, removeOnComplete: true, removeOnFail: { age: 24 * 3600, count: 10000 } },
       });
+      // Without a listener BullMQ prints every connection error of an outage; add() reports them to its caller.
+      q.on('error', () => undefined);
       this.queues.set(host, q);
     }
     return q;
@@ -35,8 +39,10 @@ export class ExecutionQueues {
     await this.forHost(host).add('execute', data, { jobId: data.executionId });
   }
 
+  /** Closes the queues and the connection they share (BullMQ leaves a passed-in connection open). */
   async close() {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    await Promise.all([...this.queues.values()].map((q) => withTimeout(q.close(), 3000, 'queue close').catch(() => undefined)));
     this.queues.clear();
+    if (this.connection instanceof IORedis) await closeRedis(this.connection);
   }
 }

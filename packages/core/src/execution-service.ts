@@ -5,6 +5,7 @@ import type { ExecutionQueues } from './execution-queue';
 import { newExecutionRecord, type ExecutionRecord, type ExecutionStore } from './execution-store';
 import { TERMINAL_STATUSES, type ExecuteBody } from './schemas';
 import type { Caller, SessionService } from './session-service';
+import { throwOnMultiError } from './session-store';
 
 export interface ExecutionServiceOptions {
   sessions: SessionService;
@@ -28,10 +29,15 @@ export class ExecutionService {
     if (timeoutMs > this.opts.maxTimeoutMs) {
       throw new ValidationError(`timeoutMs: must be at most ${this.opts.maxTimeoutMs}`, { field: 'timeoutMs' });
     }
-    const session = await this.opts.sessions.getLive(sessionId, caller);
+    const session = await this.opts.sessions.getLive(sessionId, caller, false);
+    await this.opts.sessions.opts.limits?.countExecution(caller);
     const seq = await this.opts.sessions.store.nextSeq(sessionId);
     const rec = newExecutionRecord({ id: uuidv4(), sessionId, seq, code: body.code, timeoutMs });
-    await this.opts.executions.create(rec);
+    // The record and the session's touch (its idle TTL starts over) in one transaction.
+    const m = this.opts.executions.multi();
+    this.opts.executions.queueCreate(m, rec);
+    this.opts.sessions.store.queueTouch(m, sessionId);
+    throwOnMultiError(await m.exec());
     try {
       await this.opts.queues.add(session.host, { executionId: rec.id, sessionId });
     } catch (err) {
@@ -83,7 +89,8 @@ export class ExecutionService {
           checking = false;
         }
       };
-      const off = this.opts.events.on(executionId, () => void check());
+      // Only the `done` event can make the record final (a bare notification may be anything).
+      const off = this.opts.events.on(executionId, (type) => (type === undefined || type === 'done') && void check());
       const onAbort = () => finish(null);
       signal?.addEventListener('abort', onAbort);
       const timer = setTimeout(async () => finish(await this.opts.executions.get(executionId).catch(() => null)), maxWaitMs);

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { Keys } from './keys';
 import type { Execution, ExecutionError, ExecutionStatus } from './schemas';
 import { throwOnMultiError } from './session-store';
@@ -94,19 +94,44 @@ export class ExecutionStore {
   }
 
   async create(rec: ExecutionRecord): Promise<void> {
-    await this.redis
-      .multi()
+    await this.queueCreate(this.redis.multi(), rec).exec().then(throwOnMultiError);
+  }
+
+  queueCreate(m: ChainableCommander, rec: ExecutionRecord): ChainableCommander {
+    return m
       .set(this.keys.execution(rec.id), JSON.stringify(rec), 'EX', this.retention)
       .rpush(this.keys.sessionExecutions(rec.sessionId), rec.id)
       .expire(this.keys.sessionExecutions(rec.sessionId), this.retention)
       .hset(this.keys.sessionSeqs(rec.sessionId), String(rec.seq), rec.id)
-      .expire(this.keys.sessionSeqs(rec.sessionId), this.retention)
-      .exec()
-      .then(throwOnMultiError);
+      .expire(this.keys.sessionSeqs(rec.sessionId), this.retention);
   }
 
   async save(rec: ExecutionRecord): Promise<void> {
     await this.redis.set(this.keys.execution(rec.id), JSON.stringify(rec), 'EX', this.retention);
+  }
+
+  /** A transaction on this store's connection, for `queue*` calls of several stores to share one round trip. */
+  multi(): ChainableCommander {
+    return this.redis.multi();
+  }
+
+  queueSave(m: ChainableCommander, rec: ExecutionRecord): ChainableCommander {
+    return m.set(this.keys.execution(rec.id), JSON.stringify(rec), 'EX', this.retention);
+  }
+
+  queueAppendEvent(m: ChainableCommander, executionId: string, ev: ExecutionEvent): ChainableCommander {
+    const key = this.keys.executionEvents(executionId);
+    // The type rides along so a waiter for the end can skip reading the record on every chunk.
+    return m
+      .xadd(key, '*', 'e', JSON.stringify(ev))
+      .expire(key, this.retention)
+      .publish(this.keys.eventsChannel(), `${executionId}:${ev.type}`);
+  }
+
+  /** The final record and its `done` event, then the notification. */
+  queueFinish(m: ChainableCommander, rec: ExecutionRecord): ChainableCommander {
+    this.queueSave(m, rec);
+    return this.queueAppendEvent(m, rec.id, { type: 'done', status: rec.status });
   }
 
   async get(id: string): Promise<ExecutionRecord | null> {
@@ -137,28 +162,14 @@ export class ExecutionStore {
   }
 
   async appendEvent(executionId: string, ev: ExecutionEvent): Promise<string> {
-    const key = this.keys.executionEvents(executionId);
-    const res = await this.redis
-      .multi()
-      .xadd(key, '*', 'e', JSON.stringify(ev))
-      .expire(key, this.retention)
-      .publish(this.keys.eventsChannel(), executionId)
-      .exec();
+    const res = await this.queueAppendEvent(this.redis.multi(), executionId, ev).exec();
     throwOnMultiError(res);
     return res![0][1] as string;
   }
 
   /** Saves the final record and its `done` event in one round trip, then notifies listeners. */
   async finish(rec: ExecutionRecord): Promise<void> {
-    const key = this.keys.executionEvents(rec.id);
-    await this.redis
-      .multi()
-      .set(this.keys.execution(rec.id), JSON.stringify(rec), 'EX', this.retention)
-      .xadd(key, '*', 'e', JSON.stringify({ type: 'done', status: rec.status } satisfies ExecutionEvent))
-      .expire(key, this.retention)
-      .publish(this.keys.eventsChannel(), rec.id)
-      .exec()
-      .then(throwOnMultiError);
+    await this.queueFinish(this.redis.multi(), rec).exec().then(throwOnMultiError);
   }
 
   async readEvents(executionId: string, afterId = '-'): Promise<{ id: string; event: ExecutionEvent }[]> {
@@ -177,7 +188,9 @@ export class ExecutionStore {
       .then(throwOnMultiError);
   }
 
-  async getFigure(figureId: string): Promise<Buffer | null> {
+  /** With `sessionId`, only a figure that session made (so a figure id never opens another tenant's figure). */
+  async getFigure(figureId: string, sessionId?: string): Promise<Buffer | null> {
+    if (sessionId !== undefined && !(await this.redis.sismember(this.keys.sessionFigures(sessionId), figureId))) return null;
     return this.redis.getBuffer(this.keys.figure(figureId));
   }
 

@@ -39,8 +39,24 @@ export class Keys {
   figure(id: string) {
     return `${this.prefix}fig:${id}`;
   }
+  /** JSON `{ path, size, expiresAt, owner, … }` of a terminated session's archived files. */
+  archive(sessionId: string) {
+    return `${this.prefix}archive:${sessionId}`;
+  }
+  /** zset of an API key's sessions (and pending creates), scored by when they were counted (key-limits.ts). */
+  ownerSessions(owner: string) {
+    return `${this.prefix}owner:${owner}:sessions`;
+  }
+  /** zset of an API key's executions of the last minute, scored by time (key-limits.ts). */
+  ownerExecutions(owner: string) {
+    return `${this.prefix}owner:${owner}:execs`;
+  }
   pool(host: string) {
     return `${this.prefix}pool:${host}`;
+  }
+  /** zset of warm-pool creations under way (token -> deadline), counted against the pool size. */
+  poolFilling(host: string) {
+    return `${this.prefix}pool:${host}:filling`;
   }
   eventsChannel() {
     return `${this.prefix}exec-events`;

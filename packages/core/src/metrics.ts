@@ -10,6 +10,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     registry,
     sessionsLive: new Gauge({ name: `${p}sessions_live`, help: 'Live sessions by host and status', labelNames: ['host', 'status'], registers }),
     poolSize: new Gauge({ name: `${p}pool_size`, help: 'Warm containers ready to be claimed', labelNames: ['host'], registers }),
+    hostUp: new Gauge({ name: `${p}host_up`, help: 'Docker host taking new sessions (1) or marked down (0)', labelNames: ['host'], registers }),
     executions: new Counter({ name: `${p}executions_total`, help: 'Finished executions by outcome', labelNames: ['status', 'cause'], registers }),
     queueWaitSeconds: new Histogram({
       name: `${p}execution_queue_wait_seconds`,

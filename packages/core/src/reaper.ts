@@ -25,6 +25,9 @@ export class Reaper {
   private running: Promise<unknown> | null = null;
   private stopWatch: (() => void) | null = null;
   private stopped = false;
+  /** The event stream broke (engine restarted or unreachable): deaths in between went unreported. */
+  private watchLost = false;
+  private checking: Promise<void> | null = null;
 
   constructor(readonly opts: ReaperOptions) {}
 
@@ -57,11 +60,32 @@ export class Reaper {
         },
         () => {
           this.stopWatch = null;
+          this.watchLost = true;
           if (!this.stopped) setTimeout(() => void this.watch(), 2000);
         },
       );
+      if (this.watchLost) {
+        this.watchLost = false;
+        this.checking = this.checkLive();
+      }
     } catch {
+      this.watchLost = true;
       if (!this.stopped) setTimeout(() => void this.watch(), 2000);
+    }
+  }
+
+  /** Looks at every live session of this host, as the events that would have told were missed. */
+  private async checkLive() {
+    try {
+      const ids = await this.opts.sessions.store.liveIds(this.opts.host);
+      for (const id of ids) {
+        if (this.stopped) return;
+        const rec = await this.opts.sessions.store.get(id);
+        if (rec && rec.status !== 'terminated') await this.onContainerDeath(id, rec.containerId);
+      }
+    } catch (err) {
+      this.opts.logger.warn({ err: (err as Error).message }, 'could not check sessions after the engine came back');
+      this.watchLost = true;
     }
   }
 
@@ -74,7 +98,7 @@ export class Reaper {
       const reason = !info ? 'container_removed' : info.oomKilled ? 'oom' : 'container_exited';
       if (await this.opts.sessions.terminate(rec, reason)) this.opts.metrics?.reaperActions.inc({ action: 'dead_container' });
     } catch (err) {
-      this.opts.logger.warn({ sessionId, err: (err as Error).message }, 'could not settle a dead container');
+      this.opts.logger.warn({ sessionId, host: this.opts.host, containerId, err: (err as Error).message }, 'could not settle a dead container');
     }
   }
 
@@ -92,7 +116,7 @@ export class Reaper {
         reaped++;
         metrics?.reaperActions.inc({ action: 'expired' });
       } catch (err) {
-        logger.error({ sessionId: id, err: (err as Error).message }, 'could not reap an expired session; will retry');
+        logger.error({ sessionId: id, host, containerId: rec.containerId, err: (err as Error).message }, 'could not reap an expired session; will retry');
         await sessions.store.touch(id, now - rec.ttlSeconds * 1000).catch(() => undefined);
       }
     }
@@ -104,5 +128,6 @@ export class Reaper {
     if (this.timer) clearTimeout(this.timer);
     this.stopWatch?.();
     await this.running;
+    await this.checking;
   }
 }

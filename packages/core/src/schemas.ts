@@ -55,6 +55,13 @@ export const Session = z
     host: z.string().meta({ description: 'Docker host holding the container.' }),
     terminatedAt: z.iso.datetime().nullable().optional(),
     terminationReason: z.string().nullable().optional(),
+    restoredFrom: z.uuid().optional().meta({ description: 'The expired or deleted session whose files this one started with.' }),
+    owner: z.string().optional().meta({ description: 'Name of the API key that made the session (shown to the admin key only).' }),
+    memoryRestored: z
+      .boolean()
+      .optional()
+      .meta({ description: 'Always false on a restored session: files come back, variables and imports do not.' }),
+    notes: z.array(z.string()).optional().meta({ description: 'Remarks on how the session was made, e.g. what a restore brought back.' }),
   })
   .meta({ id: 'Session' });
 export type Session = z.infer<typeof Session>;

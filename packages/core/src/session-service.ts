@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ContainerRuntime } from './container-runtime';
 import { NotFoundError, SessionGoneError, UnavailableError } from './errors';
 import type { ExecutionStore } from './execution-store';
+import type { KeyLimits } from './key-limits';
 import { Labels } from './labels';
 import type { Metrics } from './metrics';
 import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from './schemas';
@@ -23,7 +24,16 @@ export interface SessionServiceOptions {
   /** Hands out a pre-started container for default limits, when a warm pool runs. */
   claimWarm?: (host: string) => Promise<{ sessionId: string; containerId: string } | null>;
   /** Called after a session is terminated, e.g. to archive its files first (see `beforeTerminate`). */
-  beforeTerminate?: (rec: SessionRecord, reason: string) => Promise<void>;
+  beforeTerminate?: (rec: SessionRecord, reason: string, opts: TerminateOptions) => Promise<void>;
+  /** Extra fields for the 410 of a terminated session, e.g. that its files can still be restored. */
+  goneDetails?: (rec: SessionRecord) => Promise<Record<string, unknown> | null>;
+  /** Per-API-key caps (live sessions here, executions per minute in ExecutionService.submit). */
+  limits?: KeyLimits;
+}
+
+export interface TerminateOptions {
+  /** Archive the working directory first so a new session can restore it (`DELETE ?keep=files`). */
+  keepFiles?: boolean;
 }
 
 export interface Caller {
@@ -68,9 +78,15 @@ export class SessionService {
   /** Least-loaded host with room that is not marked down. */
   async placeSession(): Promise<string> {
     let best: { host: string; load: number } | null = null;
-    for (const [host, capacity] of this.opts.capacities) {
-      if (await this.opts.store.isHostDown(host)) continue;
-      const live = await this.opts.store.liveCount(host);
+    // Every host's two reads in one round trip.
+    const reads = await Promise.all(
+      [...this.opts.capacities].map(async ([host, capacity]) => {
+        const [down, live] = await Promise.all([this.opts.store.isHostDown(host), this.opts.store.liveCount(host)]);
+        return { host, capacity, down, live };
+      }),
+    );
+    for (const { host, capacity, down, live } of reads) {
+      if (down) continue;
       if (live >= capacity) continue;
       const load = live / capacity;
       if (!best || load < best.load) best = { host, load };
@@ -80,6 +96,19 @@ export class SessionService {
   }
 
   async create(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null } = {}): Promise<SessionRecord> {
+    const slot = this.opts.limits ? await this.opts.limits.reserveSession(caller) : null;
+    let rec: SessionRecord;
+    try {
+      rec = await this.createContainerAndRecord(body, caller, extra);
+    } catch (err) {
+      await slot?.release();
+      throw err;
+    }
+    await slot?.commit(rec.id);
+    return rec;
+  }
+
+  private async createContainerAndRecord(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null }): Promise<SessionRecord> {
     const started = process.hrtime.bigint();
     const now = Date.now();
     const limits: Limits = { ...DEFAULT_LIMITS, ...(body.limits ?? {}) };
@@ -138,7 +167,7 @@ export class SessionService {
   /** A live session (410 once terminated); touching it moves its expiry. */
   async getLive(id: string, caller: Caller, touch = true): Promise<SessionRecord> {
     const rec = await this.find(id, caller);
-    if (rec.status === 'terminated') throw this.goneError(rec);
+    if (rec.status === 'terminated') throw await this.gone(rec);
     if (touch && (await this.opts.store.touch(id))) {
       const now = Date.now();
       rec.lastActiveAt = now;
@@ -153,6 +182,13 @@ export class SessionService {
     });
   }
 
+  /** `goneError` plus what the `goneDetails` hook adds (never fails: the 410 matters more). */
+  async gone(rec: SessionRecord): Promise<SessionGoneError> {
+    const base = this.goneError(rec);
+    const extra = this.opts.goneDetails ? await this.opts.goneDetails(rec).catch(() => null) : null;
+    return extra ? new SessionGoneError(rec.id, rec.terminationReason ?? 'terminated', { ...base.details, ...extra }) : base;
+  }
+
   async list(caller: Caller, filter: { status?: string; metadata?: Record<string, string> } = {}): Promise<SessionRecord[]> {
     const all = await this.opts.store.list();
     return all.filter(
@@ -164,11 +200,11 @@ export class SessionService {
   }
 
   /** Removes the container first, so it is gone by the time the caller hears back. */
-  async terminate(rec: SessionRecord, reason: string): Promise<boolean> {
+  async terminate(rec: SessionRecord, reason: string, opts: TerminateOptions = {}): Promise<boolean> {
     const started = process.hrtime.bigint();
     if (this.opts.beforeTerminate) {
-      await this.opts.beforeTerminate(rec, reason).catch((err) =>
-        this.opts.logger.warn({ sessionId: rec.id, err: (err as Error).message }, 'before-terminate hook failed'),
+      await this.opts.beforeTerminate(rec, reason, opts).catch((err) =>
+        this.opts.logger.warn({ sessionId: rec.id, host: rec.host, containerId: rec.containerId, err: (err as Error).message }, 'before-terminate hook failed'),
       );
     }
     await this.runtime(rec.host).remove(rec.containerId);
@@ -182,9 +218,9 @@ export class SessionService {
     return changed;
   }
 
-  async delete(id: string, caller: Caller, reason = 'deleted'): Promise<void> {
+  async delete(id: string, caller: Caller, reason = 'deleted', opts: TerminateOptions = {}): Promise<void> {
     const rec = await this.find(id, caller);
-    if (rec.status === 'terminated') throw this.goneError(rec);
-    await this.terminate(rec, reason);
+    if (rec.status === 'terminated') throw await this.gone(rec);
+    await this.terminate(rec, reason, opts);
   }
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { Keys } from './keys';
 import type { Limits, Session, SessionStatus } from './schemas';
 
@@ -55,6 +55,10 @@ redis.call('HSET', KEYS[1], 'status', 'terminated', 'terminatedAt', ARGV[2], 'te
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`;
 
+const ADVANCE_TURN = `
+local t = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
+if t <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'turn', tonumber(ARGV[1]) + 1) end return 1`;
+
 export interface SessionStoreOptions {
   redis: Redis;
   namespace: string;
@@ -91,6 +95,12 @@ export class SessionStore {
     return h && h.id ? deserialize(h) : null;
   }
 
+  /** The record and its execution turn (kept in the same hash), in one read. */
+  async getWithTurn(id: string): Promise<{ rec: SessionRecord | null; turn: number }> {
+    const h = await this.redis.hgetall(this.keys.session(id));
+    return { rec: h && h.id ? deserialize(h) : null, turn: Number(h?.turn ?? 0) };
+  }
+
   async getMany(ids: string[]): Promise<(SessionRecord | null)[]> {
     if (ids.length === 0) return [];
     const pipe = this.redis.pipeline();
@@ -114,6 +124,19 @@ export class SessionStore {
 
   async setStatusIfLive(id: string, status: 'ready' | 'busy'): Promise<boolean> {
     return (await this.redis.eval(SET_STATUS_IF_LIVE, 1, this.keys.session(id), status)) === 1;
+  }
+
+  // The same updates queued on a caller's transaction (e.g. `ExecutionStore.multi()`), to share its round trip.
+  queueTouch(m: ChainableCommander, id: string, now = Date.now()): ChainableCommander {
+    return m.eval(TOUCH, 2, this.keys.session(id), this.keys.expiry(), now, id);
+  }
+
+  queueSetStatusIfLive(m: ChainableCommander, id: string, status: 'ready' | 'busy'): ChainableCommander {
+    return m.eval(SET_STATUS_IF_LIVE, 1, this.keys.session(id), status);
+  }
+
+  queueAdvanceTurn(m: ChainableCommander, id: string, seq: number): ChainableCommander {
+    return m.eval(ADVANCE_TURN, 1, this.keys.session(id), seq);
   }
 
   async expiredIds(now = Date.now(), limit = 200): Promise<string[]> {
@@ -182,13 +205,7 @@ export class SessionStore {
 
   /** Lets the execution after `seq` run; a no-op when the turn has already moved on. */
   async advanceTurn(id: string, seq: number): Promise<void> {
-    await this.redis.eval(
-      `local t = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
-       if t <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'turn', tonumber(ARGV[1]) + 1) end return 1`,
-      1,
-      this.keys.session(id),
-      seq,
-    );
+    await this.redis.eval(ADVANCE_TURN, 1, this.keys.session(id), seq);
   }
 }
 
@@ -206,6 +223,7 @@ export function toApiSession(rec: SessionRecord): Session {
     host: rec.host,
     terminatedAt: rec.terminatedAt ? iso(rec.terminatedAt) : null,
     terminationReason: rec.terminationReason,
+    ...(rec.restoredFrom ? { restoredFrom: rec.restoredFrom, memoryRestored: false } : {}),
   };
 }
 

@@ -4,6 +4,7 @@ import type { Config } from './config';
 import type { ContainerRuntime } from './container-runtime';
 import { DockerRuntime } from './docker-runtime';
 import { ExecutionStore } from './execution-store';
+import { KeyLimits } from './key-limits';
 import type { Metrics } from './metrics';
 import { SessionService, type SessionServiceOptions } from './session-service';
 import { SessionStore } from './session-store';
@@ -18,13 +19,15 @@ export interface CoreParts {
 }
 
 export function createRedis(url: string, opts: { forBullmq?: boolean } = {}): Redis {
-  return new IORedis(url, {
+  const r = new IORedis(url, {
     // BullMQ's blocking connections must retry forever; plain commands fail fast so the API can answer 503.
     maxRetriesPerRequest: opts.forBullmq ? null : 1,
-    enableOfflineQueue: !!opts.forBullmq,
+    ...(opts.forBullmq ? {} : { commandTimeout: 5000 }),
     retryStrategy: (times) => Math.min(times * 200, 2000),
-    lazyConnect: false,
   });
+  // Connection errors reach callers through their commands (and /healthz); the event itself is noise.
+  r.on('error', () => undefined);
+  return r;
 }
 
 export function createRuntimes(config: Config): Map<string, ContainerRuntime> {
@@ -39,7 +42,7 @@ export function createCore(
     metrics?: Metrics;
     redis?: Redis;
     runtimes?: Map<string, ContainerRuntime>;
-    sessionHooks?: Pick<SessionServiceOptions, 'claimWarm' | 'beforeTerminate'>;
+    sessionHooks?: Pick<SessionServiceOptions, 'claimWarm' | 'beforeTerminate' | 'goneDetails'>;
   },
 ): CoreParts {
   const redis = deps.redis ?? createRedis(config.redisUrl);
@@ -57,7 +60,32 @@ export function createCore(
     defaultTtlSeconds: config.defaultTtlSeconds,
     logger: deps.logger,
     metrics: deps.metrics,
+    limits: new KeyLimits({
+      redis,
+      namespace: config.namespace,
+      store: sessionStore,
+      keys: config.apiKeys,
+      defaults: { maxSessions: config.keyMaxSessions, executionsPerMinute: config.keyExecutionsPerMinute },
+      logger: deps.logger,
+    }),
     ...deps.sessionHooks,
   });
   return { config, redis, runtimes, sessionStore, executionStore, sessions };
+}
+
+/** Quits when connected, drops the socket otherwise: a close must never wait on a Redis that is down. */
+export async function closeRedis(r: Redis, timeoutMs = 2000): Promise<void> {
+  if (r.status !== 'ready') return r.disconnect();
+  await withTimeout(r.quit(), timeoutMs).catch(() => r.disconnect());
+}
+
+/** Resolves with the promise, or rejects after `ms`; shutdown steps use it so one stuck part cannot hang the rest. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what = 'operation'): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      t = setTimeout(() => rej(new Error(`${what} did not finish in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
 }

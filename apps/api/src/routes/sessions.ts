@@ -4,7 +4,15 @@ import { z } from 'zod';
 import type { ApiContext } from '../context';
 import { caller, parse, requireJson } from '../http';
 
-const ListQuery = z.object({ status: SessionStatus.optional() }).passthrough();
+export const ListQuery = z.object({ status: SessionStatus.optional() }).passthrough();
+export const DeleteSessionQuery = z
+  .object({
+    keep: z
+      .enum(['files'])
+      .optional()
+      .meta({ description: '`files`: archive the working directory first, so `restoreFrom` can bring it back into a new session.' }),
+  })
+  .passthrough();
 
 /** Validates an id from the path; a malformed id is simply an unknown session (404). */
 export function sessionIdParam(raw: string): string {
@@ -18,6 +26,12 @@ export function sessionsRouter(ctx: ApiContext): Router {
 
   r.post('/v1/sessions', requireJson, async (req, res) => {
     const body = parse(CreateSessionBody, req.body ?? {});
+    if (body.restoreFrom) {
+      const restored = await ctx.files.restore(body, caller(req));
+      const note = `${restored.files} file(s) restored from session ${body.restoreFrom}; variables, imports and other in-memory state were not restored`;
+      res.status(201).json({ ...toApiSession(restored.session), notes: [note] });
+      return;
+    }
     const rec = await sessions.create(body, caller(req));
     res.status(201).json(toApiSession(rec));
   });
@@ -29,8 +43,9 @@ export function sessionsRouter(ctx: ApiContext): Router {
       const m = /^metadata\.(.+)$/.exec(k);
       if (m && typeof v === 'string') metadata[m[1]] = v;
     }
-    const list = await sessions.list(caller(req), { status: q.status, metadata });
-    res.json({ sessions: list.map(toApiSession) });
+    const who = caller(req);
+    const list = await sessions.list(who, { status: q.status, metadata });
+    res.json({ sessions: list.map((rec) => (who.owner === '*' ? { ...toApiSession(rec), owner: rec.owner } : toApiSession(rec))) });
   });
 
   r.get('/v1/sessions/:id', async (req, res) => {
@@ -39,8 +54,17 @@ export function sessionsRouter(ctx: ApiContext): Router {
   });
 
   r.delete('/v1/sessions/:id', async (req, res) => {
-    await sessions.delete(sessionIdParam(String(req.params.id)), caller(req));
-    res.status(204).end();
+    const id = sessionIdParam(String(req.params.id));
+    const keepFiles = parse(DeleteSessionQuery, req.query, 'query').keep === 'files';
+    await sessions.delete(id, caller(req), 'deleted', { keepFiles });
+    if (!keepFiles) return void res.status(204).end();
+    // With keep=files the answer says whether the archive was made (it can fail, e.g. over its cap).
+    const archived = await ctx.files.archiveInfo(id);
+    res.status(200).json(
+      archived
+        ? { id, restorable: true, restoreUntil: new Date(archived.expiresAt).toISOString(), files: archived.files, archiveBytes: archived.size }
+        : { id, restorable: false },
+    );
   });
 
   return r;

@@ -1,0 +1,46 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { ApiKeyring, UnauthorizedError, type Caller, type Config } from '@sessionbox/core';
+
+/**
+ * Paths anyone may call: liveness (load balancers), metrics (aggregate counts only) and the API
+ * description. Everything else needs a key once keys are configured.
+ */
+const OPEN_PATHS = [/^\/healthz$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/];
+
+/** The presented key: `Authorization: Bearer <key>`, or `X-API-Key: <key>` (Dify custom-tool auth, scripts). */
+export function presentedKey(req: Request): string | null {
+  const auth = req.headers.authorization;
+  if (typeof auth === 'string') {
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(auth);
+    if (m) return m[1];
+  }
+  const x = req.headers['x-api-key'];
+  if (typeof x === 'string' && x.trim()) return x.trim();
+  return null;
+}
+
+/**
+ * Turns the request's API key into `req.caller` (`{ owner: <key name> }`, `{ owner: '*' }` for the
+ * admin key). Runs before body parsing, so a body without a key is never parsed and its errors say nothing.
+ * With no key configured every request is the single `default` caller (see server.ts: localhost only).
+ */
+export function authenticate(config: Pick<Config, 'apiKeys' | 'adminKey'>): RequestHandler {
+  const ring = new ApiKeyring(config.apiKeys ?? [], config.adminKey ?? null);
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (ring.open) return next();
+    // CORS preflights (the drop-in endpoints) never carry credentials.
+    if (req.method === 'OPTIONS' || OPEN_PATHS.some((re) => re.test(req.path))) return next();
+    const key = presentedKey(req);
+    const caller = key ? ring.lookup(key) : null;
+    if (!caller) {
+      res.setHeader('WWW-Authenticate', key ? 'Bearer realm="sessionbox", error="invalid_token"' : 'Bearer realm="sessionbox"');
+      return next(
+        new UnauthorizedError(
+          key ? 'the API key is not valid' : 'an API key is required: send "Authorization: Bearer <key>" (or "X-API-Key: <key>")',
+        ),
+      );
+    }
+    (req as Request & { caller?: Caller }).caller = caller;
+    next();
+  };
+}

@@ -1,0 +1,276 @@
+import { v4 as uuidv4 } from 'uuid';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { ContainerRuntime } from './container-runtime';
+import { KernelChannel, type KernelChannelPool, type KernelEvent } from './kernel-channel';
+import { Keys } from './keys';
+import { Labels, namespaceFilter } from './labels';
+import type { Metrics } from './metrics';
+import { DEFAULT_LIMITS } from './schemas';
+import { sessionContainerName, sessionLabels } from './session-service';
+
+/** One element of the pool list `Keys.pool(host)`. */
+export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });
+export type PoolEntry = z.infer<typeof PoolEntry>;
+
+export const WarmPoolSettings = z.object({
+  /** Warm containers kept ready on this host; 0 disables the pool. */
+  size: z.number().int().min(0).max(1000),
+  /** A container listed longer than this is replaced (and never handed out). */
+  maxAgeMs: z.number().int().min(1000),
+  /** Containers being made at once (each one's kernel import costs about a second of CPU). */
+  fillConcurrency: z.number().int().min(1).max(16).default(2),
+  /** How often the list length is checked for refills. */
+  refillIntervalMs: z.number().int().min(10).default(200),
+  /** How often listed containers are checked against the engine and for age. */
+  checkIntervalMs: z.number().int().min(100).default(5000),
+  /** A creation still unfinished after this gives up its slot (and its container is removed). */
+  readyTimeoutMs: z.number().int().min(1000).default(60_000),
+});
+export type WarmPoolSettings = z.input<typeof WarmPoolSettings>;
+
+export interface WarmPoolOptions extends WarmPoolSettings {
+  redis: Redis;
+  runtime: ContainerRuntime;
+  namespace: string;
+  image: string;
+  ociRuntime: string;
+  logger: Logger;
+  metrics?: Metrics;
+  /** The worker's channels: a container's stream, opened for its readiness check, stays open for its first run. */
+  channels?: KernelChannelPool;
+}
+
+// A slot is taken only while listed + being made stays under the size, whichever worker asks.
+const RESERVE = `
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+if redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1`;
+
+// Listed only by the holder of a live slot, so a creation that overran its slot is never listed.
+const PUBLISH = `
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+return 1`;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const errMsg = (err: unknown) => (err as Error)?.message ?? String(err);
+
+/**
+ * Containers started ahead of demand for the default limits, on one Docker host. Each is made
+ * exactly like a session container (name, labels, limits, runtime) under a session id chosen in
+ * advance, and is listed in `Keys.pool(host)` only once its kernel answers `ping` with ready:true.
+ * Whoever takes an entry off the list (LPOP by a claim, LREM here) owns its container: a claimed
+ * one becomes that session's for good; one taken back here is removed. Nothing is ever reused.
+ */
+export class WarmPool {
+  readonly settings: z.output<typeof WarmPoolSettings>;
+  readonly keys: Keys;
+  private readonly listKey: string;
+  private readonly fillingKey: string;
+  private readonly inFlight = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | null = null;
+  private lastCheck = 0;
+  private ticking: Promise<void> | null = null;
+  private stopped = true;
+
+  constructor(readonly opts: WarmPoolOptions) {
+    this.settings = WarmPoolSettings.parse(opts);
+    this.keys = new Keys(opts.namespace);
+    this.listKey = this.keys.pool(opts.runtime.hostName);
+    this.fillingKey = this.keys.poolFilling(opts.runtime.hostName);
+  }
+
+  get host() {
+    return this.opts.runtime.hostName;
+  }
+
+  start() {
+    if (this.settings.size === 0 || !this.stopped) return;
+    this.stopped = false;
+    this.opts.logger.info({ host: this.host, size: this.settings.size, maxAgeMs: this.settings.maxAgeMs }, 'warm pool started');
+    const loop = () => {
+      this.ticking = this.tick()
+        .catch((err) => this.opts.logger.warn({ host: this.host, err: errMsg(err) }, 'warm pool tick failed'))
+        .finally(() => {
+          this.ticking = null;
+          if (!this.stopped) this.timer = setTimeout(loop, this.settings.refillIntervalMs);
+        });
+    };
+    loop();
+  }
+
+  /** Entries listed now (parsed; malformed ones are skipped). */
+  async entries(): Promise<(PoolEntry & { raw: string })[]> {
+    const raws = await this.opts.redis.lrange(this.listKey, 0, -1);
+    return raws.flatMap((raw) => {
+      const parsed = PoolEntry.safeParse(safeJson(raw));
+      return parsed.success ? [{ ...parsed.data, raw }] : [];
+    });
+  }
+
+  /** One pass: refill up to the size, and every `checkIntervalMs` retire dead or old containers. */
+  async tick(now = Date.now()): Promise<void> {
+    if (now - this.lastCheck >= this.settings.checkIntervalMs) {
+      this.lastCheck = now;
+      await this.retire(now);
+    }
+    while (!this.stopped && this.inFlight.size < this.settings.fillConcurrency) {
+      const token = uuidv4();
+      const ok = await this.opts.redis.eval(
+        RESERVE,
+        2,
+        this.listKey,
+        this.fillingKey,
+        Date.now(),
+        this.settings.size,
+        Date.now() + this.settings.readyTimeoutMs + 30_000,
+        token,
+      );
+      if (ok !== 1) break;
+      const p: Promise<void> = this.fill(token)
+        .catch((err) => this.opts.logger.warn({ host: this.host, err: errMsg(err) }, 'warm container not made'))
+        .finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+    }
+    this.opts.metrics?.poolSize.set({ host: this.host }, await this.opts.redis.llen(this.listKey));
+  }
+
+  /** Makes one container in a reserved slot and lists it once its kernel is ready. */
+  private async fill(token: string): Promise<void> {
+    const { runtime, namespace, logger } = this.opts;
+    const sessionId = uuidv4();
+    const createdAt = Date.now();
+    let containerId: string | null = null;
+    try {
+      containerId = await runtime.createSessionContainer({
+        name: sessionContainerName(namespace, sessionId),
+        image: this.opts.image,
+        labels: sessionLabels({ namespace, sessionId, host: this.host, now: createdAt, expiresAt: createdAt + this.settings.maxAgeMs, pool: true }),
+        limits: DEFAULT_LIMITS,
+        runtime: this.opts.ociRuntime,
+      });
+      await this.waitReady(containerId);
+      if (this.stopped) throw new Error('the pool stopped');
+      const entry: PoolEntry = { sessionId, containerId, createdAt };
+      const listed = await this.opts.redis.eval(PUBLISH, 2, this.listKey, this.fillingKey, token, JSON.stringify(entry));
+      if (listed !== 1) throw new Error('its slot lapsed before the kernel was ready');
+      logger.debug({ host: this.host, sessionId, containerId, ms: Date.now() - createdAt }, 'warm container listed');
+    } catch (err) {
+      await this.opts.redis.zrem(this.fillingKey, token).catch(() => undefined);
+      if (containerId) await this.discard(containerId);
+      throw err;
+    }
+  }
+
+  private async waitReady(containerId: string): Promise<void> {
+    const deadline = Date.now() + this.settings.readyTimeoutMs;
+    const own = !this.opts.channels;
+    const channel = this.opts.channels ? await this.opts.channels.get(containerId) : new KernelChannel(await this.opts.runtime.attach(containerId));
+    try {
+      for (let i = 0; ; i++) {
+        if (this.stopped) throw new Error('the pool stopped');
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`the kernel was not ready within ${this.settings.readyTimeoutMs} ms`);
+        const pong = await channel.request<KernelEvent>(
+          { op: 'ping', id: `pool-${uuidv4()}` },
+          { isLast: (e) => e.ev === 'pong' || e.ev === 'error', timeoutMs: Math.min(left, 10_000) },
+        );
+        if (pong.ev === 'pong' && pong.ready === true) return;
+        await sleep(Math.min(100, 20 * (i + 1)));
+      }
+    } finally {
+      if (own) channel.close();
+    }
+  }
+
+  /** Takes back (LREM) entries whose container is gone, stopped, or past the max age, and removes them. */
+  private async retire(now: number) {
+    const entries = await this.entries();
+    if (entries.length === 0) return;
+    const running = new Set(
+      (await this.opts.runtime.list([...namespaceFilter(this.opts.namespace), `${Labels.pool}=true`, `${Labels.host}=${this.host}`]))
+        .filter((c) => c.running)
+        .map((c) => c.id),
+    );
+    for (const e of entries) {
+      const why = now - e.createdAt >= this.settings.maxAgeMs ? 'max_age' : !running.has(e.containerId) ? 'not_running' : null;
+      if (!why) continue;
+      // LREM says whether we still own it: 0 means a session claimed it in the meantime.
+      if ((await this.opts.redis.lrem(this.listKey, 1, e.raw)) !== 1) continue;
+      this.opts.logger.info({ host: this.host, sessionId: e.sessionId, containerId: e.containerId, why }, 'warm container retired');
+      await this.discard(e.containerId);
+    }
+  }
+
+  private async discard(containerId: string) {
+    await this.opts.channels?.drop(containerId).catch(() => undefined);
+    await this.opts.runtime.remove(containerId).catch((err) =>
+      this.opts.logger.warn({ host: this.host, containerId, err: errMsg(err) }, 'could not remove a warm container'),
+    );
+  }
+
+  /**
+   * Stops refilling, waits for creations under way, then takes back and removes every listed
+   * container of this host: a stopped system keeps no idle containers (a restart refills in seconds).
+   * Call it while Redis is still open.
+   */
+  async stop(opts: { drain?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
+    await Promise.allSettled([...this.inFlight]);
+    if (opts.drain === false) return;
+    for (;;) {
+      const raw = await this.opts.redis.lpop(this.listKey).catch(() => null);
+      if (!raw) break;
+      const parsed = PoolEntry.safeParse(safeJson(raw));
+      if (parsed.success) await this.discard(parsed.data.containerId);
+    }
+    this.opts.metrics?.poolSize.set({ host: this.host }, 0);
+  }
+}
+
+export interface WarmClaimOptions {
+  redis: Redis;
+  namespace: string;
+  runtimes: Map<string, ContainerRuntime>;
+  maxAgeMs: number;
+  logger: Logger;
+}
+
+/**
+ * The `claimWarm` hook of `SessionService`: pops the oldest listed container of the host. One
+ * past the max age, or that the engine no longer runs, is removed and the next one is tried;
+ * an empty list means a cold start. The inspect (about a millisecond) keeps a dead container
+ * from ever being handed out.
+ */
+export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{ sessionId: string; containerId: string } | null> {
+  const keys = new Keys(opts.namespace);
+  return async (host) => {
+    const runtime = opts.runtimes.get(host);
+    if (!runtime) return null;
+    for (;;) {
+      const raw = await opts.redis.lpop(keys.pool(host));
+      if (!raw) return null;
+      const parsed = PoolEntry.safeParse(safeJson(raw));
+      if (!parsed.success) continue;
+      const e = parsed.data;
+      const info = Date.now() - e.createdAt < opts.maxAgeMs ? await runtime.inspect(e.containerId).catch(() => null) : null;
+      if (info?.running && info.labels[Labels.sessionId] === e.sessionId) return { sessionId: e.sessionId, containerId: e.containerId };
+      opts.logger.info({ host, sessionId: e.sessionId, containerId: e.containerId }, 'warm container skipped (too old or not running)');
+      void runtime.remove(e.containerId).catch(() => undefined);
+    }
+  };
+}
+
+function safeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return null;
+  }
+}
