@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
@@ -49,8 +50,11 @@ describe('several Docker hosts behind one API', () => {
   let http: Http;
 
   beforeAll(async () => {
+    const hadDocker0 = existsSync('/sys/class/net/docker0');
     const endpoint = await secondEngine('start');
     expect(endpoint).toBe(`unix://${SOCK2}`);
+    // The second engine must leave the main engine's bridge alone (a `--bridge=none` dockerd deletes it).
+    expect(existsSync('/sys/class/net/docker0')).toBe(hadDocker0);
     const env = {
       SESSIONBOX_NAMESPACE: namespace,
       SESSIONBOX_DOCKER_HOSTS: `h1=unix:///var/run/docker.sock@2,h2=${endpoint}@2`,

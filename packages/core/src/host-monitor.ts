@@ -137,7 +137,11 @@ export class HostMonitor {
     });
     try {
       const plan = await cleanup.plan({ hosts: [host], graceMs: this.opts.graceMs, kinds: ['orphan_container', 'dead_record'] });
-      if (plan.warnings.length) throw new Error(plan.warnings.join('; '));
+      // Without the records or the engine's list nothing can be judged: try again next tick.
+      if (plan.recordsError) throw new Error(`records unreadable: ${plan.recordsError}`);
+      const engineWarning = plan.warnings.find((w) => w.startsWith(`host ${host}:`));
+      if (engineWarning) throw new Error(engineWarning);
+      for (const w of plan.warnings) logger.warn({ host }, `host recovery: ${w}`);
       const summary = await cleanup.apply(plan);
       if (summary.failures.length) throw new Error(summary.failures.map((f) => f.error).join('; '));
       const removed = summary.kinds.orphan_container.removed;
