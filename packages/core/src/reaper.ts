@@ -90,6 +90,7 @@ export class Reaper {
   }
 
   private async onContainerDeath(sessionId: string, containerId: string) {
+    if (this.stopped) return; // a death seen just before stop(): the next worker's reconcile settles it
     try {
       const rec = await this.opts.sessions.store.get(sessionId);
       if (!rec || rec.status === 'terminated' || rec.containerId !== containerId) return;
