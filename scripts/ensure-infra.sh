@@ -3,7 +3,8 @@
 #   (a) a Docker engine   (installs docker.io and starts dockerd in the background if needed)
 #   (b) Redis             (installs redis-server and starts it on 127.0.0.1 if needed)
 #   (c) gVisor            (registers an installed runsc as runtime "runsc" in daemon.json;
-#                          installs runsc only with SESSIONBOX_INSTALL_RUNSC=1)
+#                          installs runsc when missing if root with apt-get, so the hostile-code
+#                          suite runs under both runtimes; SESSIONBOX_INSTALL_RUNSC=0 opts out)
 #   (d) the session image (scripts/build-runner-image.sh)
 # Installing needs root; without root the script says what is missing and exits 1.
 # When everything is already up it finishes in well under a second.
@@ -12,7 +13,8 @@
 #   DOCKER_HOST                       a non-local engine is only checked, never started
 #   SESSIONBOX_REDIS_URL / REDIS_URL  redis://[user:pass@]host[:port][/db]; a non-local host is
 #   REDIS_HOST / REDIS_PORT           only checked (defaults 127.0.0.1:6379)
-#   SESSIONBOX_INSTALL_RUNSC=1        apt-get install runsc if it is missing
+#   SESSIONBOX_INSTALL_RUNSC=0|1      0: never install runsc; 1: install it or fail (default: try,
+#                                     as root with apt-get, and only warn if that fails)
 #   SESSIONBOX_SKIP_IMAGE=1           skip step (d)
 set -euo pipefail
 
@@ -188,10 +190,13 @@ else
   command -v docker >/dev/null 2>&1 || {
     is_root || die "missing: docker client -- install with: sudo apt-get install -y docker.io"
   }
-  if [[ -z $RUNSC && "${SESSIONBOX_INSTALL_RUNSC:-0}" == 1 ]]; then
+  if [[ -z $RUNSC && "${SESSIONBOX_INSTALL_RUNSC:-}" == 1 ]]; then
     apt_install runsc
     RUNSC="$(command -v runsc 2>/dev/null || true)"
     [[ -n $RUNSC ]] || die "runsc still not on PATH after installing it"
+  elif [[ -z $RUNSC && -z ${SESSIONBOX_INSTALL_RUNSC:-} ]] && is_root && command -v apt-get >/dev/null 2>&1; then
+    if (apt_install runsc); then APT_UPDATED=1; else log "warning: could not install runsc; gVisor tests will be skipped"; fi
+    RUNSC="$(command -v runsc 2>/dev/null || true)"
   fi
   ensure_runsc_config
   if docker_up; then
