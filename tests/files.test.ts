@@ -273,6 +273,40 @@ describe('files in and out of a session', () => {
     expect(done.result).toBe("'uploaded mid-run'");
   });
 
+  test('executions with > 64 KiB of code sent while a multi-MiB upload streams in: all succeed, the file is byte-identical', async () => {
+    // File operations run as their own `docker exec`, never on the stream the worker writes
+    // executions to (two writers there could interleave pieces of their lines), and the
+    // supervisor's sweep at the end of a run leaves them alone.
+    const s = await sys.http.createSession();
+    // ~900 KiB: the engine copies such a line in many pieces (the old attach-stream upload failed here)
+    const literal = randomBytes(450 * 1024).toString('hex');
+    const code = `s = "${literal}"\nimport hashlib\n(len(s), hashlib.sha256(s.encode()).hexdigest())`;
+    expect(Buffer.byteLength(code)).toBeGreaterThan(64 * 1024);
+    let overlapped = 0;
+    // Rounds until some execution has ended while an upload was still in flight (usually the first).
+    for (let round = 0; round < 6 && !overlapped; round++) {
+      const blob = randomBytes(9 * MiB);
+      let uploaded = false;
+      const execute = () => sys.http.post(`/v1/sessions/${s.id}/executions?wait=true`, { code });
+      const first = execute(); // a head start, so that it usually ends before the upload does
+      const upload = sys.http.put(`${files(s.id)}/big/upload.bin`, blob).finally(() => (uploaded = true));
+      const runs: { body: any; midUpload: boolean }[] = [];
+      for (let next = first; ; next = execute()) {
+        runs.push({ body: (await next).body, midUpload: !uploaded });
+        if (uploaded || runs.length >= 20) break;
+      }
+      const put = await upload;
+      expect([put.status, put.body.size]).toEqual([201, blob.length]);
+      for (const r of runs) expect([r.body.status, r.body.result]).toEqual(['succeeded', `(${literal.length}, '${sha(literal)}')`]);
+      expect(sha((await sys.http.get(`${files(s.id)}/big/upload.bin`)).raw)).toBe(sha(blob));
+      const inside = await sys.http.run(s.id, "import hashlib; hashlib.sha256(open('big/upload.bin','rb').read()).hexdigest()");
+      expect(inside.result).toBe(`'${sha(blob)}'`);
+      overlapped += runs.filter((r) => r.midUpload).length;
+    }
+    expect(overlapped).toBeGreaterThan(0);
+    await sys.http.delete(`/v1/sessions/${s.id}`);
+  });
+
   test('unknown session -> 404; expired/deleted session file routes -> 410', async () => {
     const missing = await sys.http.get(files('00000000-0000-4000-8000-000000000000'));
     expect([missing.status, missing.body.error.code]).toEqual([404, 'session_not_found']);

@@ -35,6 +35,20 @@ CTL_IN, CTL_OUT = 3, 4
 KERNEL_FILE = os.path.abspath(__file__)
 CJK_FONT = "Noto Sans CJK JP"
 PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+# Per arch (AUDIT_ARCH_*): syscalls whose first argument is a pid to signal or open (kill, tkill,
+# tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_open); syscalls always refused (unshare,
+# setns, ptrace, process_vm_readv, process_vm_writev); clone; clone3.
+_SYSCALLS = {
+    0xC000003E: ((62, 200, 234, 129, 297, 434), (272, 308, 101, 310, 311), 56, 435),  # x86_64
+    0x40000003: ((37, 238, 270, 178, 335, 434), (310, 346, 26, 347, 348), 120, 435),  # i386
+    0xC00000B7: ((129, 130, 131, 138, 240, 434), (97, 268, 117, 270, 271), 220, 435),  # aarch64
+}
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+_CLONE_NAMESPACES = 0x7E020000
 
 
 def _prepare_process():
@@ -45,6 +59,7 @@ def _prepare_process():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if len(sys.argv) > 1 and os.getppid() != int(sys.argv[1]):
         os._exit(1)  # the supervisor died before PDEATHSIG was armed
+    _install_seccomp(libc, {1, os.getppid()})
     try:
         # Let the OOM killer pick the kernel and its children before the supervisor.
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -60,6 +75,76 @@ def _prepare_process():
         sys.path.append(site_dir)
     sys.argv = [""]
     return libc
+
+
+def _seccomp_program(pids):
+    """Classic BPF for seccomp: (code, jt, jf, k) tuples."""
+    LD_ABS, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
+    ALLOW, EPERM, ENOSYS = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    prog, labels = [], {}
+
+    def emit(code, k=0, jt=0, jf=0):
+        prog.append([code, jt, jf, k])
+
+    emit(LD_ABS, 4)  # seccomp_data.arch
+    for n, (arch, (signal_nrs, denied_nrs, clone_nr, clone3_nr)) in enumerate(_SYSCALLS.items()):
+        emit(JEQ, arch, 0, f"next{n}")
+        emit(LD_ABS, 0)  # seccomp_data.nr
+        for nr in signal_nrs:
+            emit(JEQ, nr, f"pid{n}")
+        for nr in denied_nrs:
+            emit(JEQ, nr, "eperm")
+        emit(JEQ, clone_nr, f"clone{n}")
+        emit(JEQ, clone3_nr, "enosys")  # as Docker's profile: libc falls back to clone
+        emit(RET, ALLOW)
+        labels[f"clone{n}"] = len(prog)
+        emit(LD_ABS, 16)  # low 32 bits of args[0]: the clone flags
+        emit(JSET, _CLONE_NAMESPACES, "eperm")
+        emit(RET, ALLOW)
+        labels[f"pid{n}"] = len(prog)
+        emit(LD_ABS, 16)  # low 32 bits of args[0]: a pid_t
+        for pid in sorted({p & 0xFFFFFFFF for p in pids}):
+            emit(JEQ, pid, "eperm")
+        emit(RET, ALLOW)
+        labels[f"next{n}"] = len(prog)
+        emit(LD_ABS, 4)
+    prog[-1] = [RET, 0, 0, ALLOW]
+    labels["eperm"] = len(prog)
+    emit(RET, EPERM)
+    labels["enosys"] = len(prog)
+    emit(RET, ENOSYS)
+    for i, ins in enumerate(prog):
+        for j in (1, 2):
+            if isinstance(ins[j], str):
+                ins[j] = labels[ins[j]] - i - 1
+                assert 0 <= ins[j] < 256
+    return [tuple(ins) for ins in prog]
+
+
+def _install_seccomp(libc, pids):
+    """A seccomp filter on the kernel, inherited by everything user code starts and impossible to
+    lift. It fails with EPERM (1) any signal aimed at the supervisor: under runc the supervisor is
+    PID 1 and the kernel drops such signals anyway, but gVisor does not, so `os.kill(1, SIGSTOP)`
+    would freeze the session there; (2) new namespaces (unshare, setns, clone with CLONE_NEW*),
+    which Docker's seccomp profile refuses under runc but gVisor, which does not apply that
+    profile, would grant; (3) ptrace and process_vm_*: the processes the backend starts in the
+    container (fileops.py) run as the same uid and are dumpable until their first line ran.
+    clone3 gets ENOSYS, as in Docker's profile, so libc uses clone."""
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    prog = _seccomp_program(pids)
+    filters = (SockFilter * len(prog))(*[SockFilter(*ins) for ins in prog])
+    fprog = SockFprog(len(prog), filters)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+            libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        print(f"sessionbox-kernel: seccomp filter not installed: {os.strerror(ctypes.get_errno())}",
+              file=sys.stderr)
 
 
 def _setup_matplotlib():

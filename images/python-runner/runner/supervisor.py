@@ -3,7 +3,8 @@
 Reads NDJSON requests on stdin and writes NDJSON events on stdout (nothing else ever goes to
 stdout; diagnostics go to stderr). It runs user code only through the kernel (kernel.py), a
 child interpreter it spawns, feeds, times out, sweeps after and restarts. File operations on
-the work directory are done here, without following symlinks.
+the work directory run beside it, one process each (fileops.py via `docker exec`), never on
+this stream; the sweep leaves such processes alone.
 
 Environment (defaults suit the container):
   SESSIONBOX_WORKDIR        /work
@@ -20,20 +21,17 @@ import binascii
 import codecs
 import collections
 import ctypes
-import errno
 import fcntl
-import io
 import json
 import os
 import select
 import shutil
 import signal
-import stat
 import sys
-import tarfile
 import time
 import traceback
-import zlib
+
+from safefs import FileError, WorkDir, int_field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKDIR = os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work"))
@@ -43,8 +41,6 @@ CGROUP_ROOT = os.environ.get("SESSIONBOX_CGROUP_ROOT", "/sys/fs/cgroup")
 MPL_CACHE = os.environ.get("SESSIONBOX_MPLCACHE", "/opt/sessionbox/mplcache")
 
 MAX_LINE = 64 << 20
-FILE_CHUNK = 1 << 20
-DEFAULT_MAX_FILE_BYTES = 64 << 20
 DEFAULT_TIMEOUT_MS = 60_000
 DEFAULT_MAX_OUTPUT = 1 << 20
 DEFAULT_MAX_FIGURES = 50
@@ -54,14 +50,18 @@ COALESCE_CHARS = 64 << 10
 SAMPLE_SECONDS = 0.02
 GRACE_SECONDS = 1.0
 TERM_WAIT_SECONDS = 0.5
-MAX_LISTED_FILES = 10_000
-MAX_WALK_DEPTH = 200
+# The kernel runs user code, so its control messages are checked here, not trusted: user code
+# can write to fd 4 itself and bypass the kernel's own figure caps.
+MAX_CONTROL_LINE = 64 << 20
+MAX_FIGURE_BYTES_PER_RUN = 64 << 20
+MAX_NOTES = 100
+MAX_NOTE_CHARS = 2000
+MAX_ERROR_CHARS = 1 << 20
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESTART_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
-
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def log(*parts):
@@ -70,10 +70,6 @@ def log(*parts):
 
 def now():
     return time.monotonic()
-
-
-def mtime_ms(st):
-    return st.st_mtime_ns // 1_000_000
 
 
 # -- cgroup accounting ---------------------------------------------------------------------
@@ -169,7 +165,9 @@ def read_procs():
 class Sweeper:
     """Kills every process that is neither init, the supervisor nor the live kernel.
 
-    Mode "all" (in a container's PID namespace) considers every pid. Mode "descendants"
+    Mode "all" (in a container's PID namespace) considers every pid except those whose parent
+    is outside the namespace (ppid 0): those were started by the engine (`docker exec`, e.g. a
+    file operation), and no process of user code can get there. Mode "descendants"
     (outside a container) only considers descendants of the supervisor, which is a child
     subreaper so orphans stay in its tree, plus members of the kernel's session.
     """
@@ -183,7 +181,7 @@ class Sweeper:
         procs = read_procs()
         alive = {pid for pid, (_, _, _, state) in procs.items() if state not in "ZX"}
         if self.mode == "all":
-            chosen = alive
+            chosen = {pid for pid in alive if procs[pid][0] != 0}
         else:
             children = collections.defaultdict(list)
             for pid, (ppid, _, _, _) in procs.items():
@@ -310,192 +308,6 @@ class Stream:
         return text
 
 
-# -- work directory ------------------------------------------------------------------------
-
-
-class FileError(Exception):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def split_path(path):
-    if not isinstance(path, str) or not path:
-        raise FileError("invalid_path", "path must be a non-empty string")
-    if "\x00" in path:
-        raise FileError("invalid_path", "path contains a NUL byte")
-    if path.startswith("/"):
-        raise FileError("invalid_path", "path must be relative to /work")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise FileError("invalid_path", "path must not contain '..'")
-    if not parts:
-        raise FileError("invalid_path", "path names no file")
-    return parts
-
-
-def os_error(exc, path):
-    if exc.errno == errno.ENOENT:
-        return FileError("not_found", f"{path}: no such file or directory")
-    if exc.errno == errno.ELOOP:
-        return FileError("invalid_path", f"{path}: symbolic links are not allowed")
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return FileError("too_large", f"{path}: no space left in the work directory")
-    return FileError("bad_request", f"{path}: {exc.strerror or exc}")
-
-
-class WorkDir:
-    """Symlink-proof access to the work directory: every component is opened relative to its
-    parent's fd with O_NOFOLLOW."""
-
-    def __init__(self, root):
-        self.root = root
-
-    def open_root(self):
-        return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def open_dir(self, parts, create=False):
-        fd = self.open_root()
-        try:
-            for i, name in enumerate(parts):
-                where = "/".join(parts[: i + 1])
-                try:
-                    sub = os.open(name, DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise FileError("not_found", f"{where}: no such directory")
-                    try:
-                        os.mkdir(name, 0o755, dir_fd=fd)
-                    except FileExistsError:
-                        pass
-                    sub = self._open_existing_dir(name, fd, where)
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise os_error(exc, where)
-                    sub = self._open_existing_dir(name, fd, where)
-                os.close(fd)
-                fd = sub
-            return fd
-        except BaseException:
-            os.close(fd)
-            raise
-
-    @staticmethod
-    def _open_existing_dir(name, dir_fd, where):
-        try:
-            return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-        except OSError as exc:
-            try:
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except OSError:
-                raise os_error(exc, where)
-            if stat.S_ISLNK(st.st_mode):
-                raise FileError("invalid_path", f"{where}: symbolic links are not allowed")
-            raise FileError("invalid_path", f"{where}: not a directory")
-
-    def open_file(self, path, flags, create=False):
-        """Opens a regular file; returns (fd, stat, normalized path)."""
-        parts = split_path(path)
-        rel = "/".join(parts)
-        dfd = self.open_dir(parts[:-1], create=create)
-        try:
-            fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
-                         0o644, dir_fd=dfd)
-        except OSError as exc:
-            if exc.errno == errno.EISDIR:
-                raise FileError("invalid_path", f"{rel}: not a regular file")
-            raise os_error(exc, rel)
-        finally:
-            os.close(dfd)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise FileError("invalid_path", f"{rel}: not a regular file")
-        return fd, st, rel
-
-    def walk(self):
-        """Yields (relative path, stat, parent dir fd, name) for directories and regular files,
-        depth first, sorted by name; never follows symlinks."""
-        root = self.open_root()
-        stack = [(root, "", None)]
-        try:
-            while stack:
-                fd, prefix, entries = stack[-1]
-                if entries is None:
-                    try:
-                        with os.scandir(fd) as it:
-                            entries = iter(sorted(it, key=lambda e: e.name))
-                    except OSError:
-                        entries = iter(())
-                    stack[-1] = (fd, prefix, entries)
-                entry = next(entries, None)
-                if entry is None:
-                    os.close(fd)
-                    stack.pop()
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                rel = prefix + entry.name
-                if stat.S_ISREG(st.st_mode):
-                    yield rel, st, fd, entry.name
-                elif stat.S_ISDIR(st.st_mode):
-                    yield rel, st, fd, entry.name
-                    if len(stack) <= MAX_WALK_DEPTH:
-                        try:
-                            stack.append((os.open(entry.name, DIR_FLAGS, dir_fd=fd), rel + "/", None))
-                        except OSError:
-                            pass
-        finally:
-            for fd, _, _ in stack:
-                os.close(fd)
-
-    def regular_files(self, limit=MAX_LISTED_FILES):
-        files = {}
-        for rel, st, _, _ in self.walk():
-            if stat.S_ISREG(st.st_mode):
-                files[rel] = st
-                if len(files) >= limit:
-                    break
-        return files
-
-    def snapshot(self):
-        return {rel: (st.st_size, st.st_mtime_ns) for rel, st in self.regular_files().items()}
-
-
-class ChunkSink:
-    """Write-only file for tarfile that sends the archive as file_chunk events while it grows."""
-
-    def __init__(self, send, limit):
-        self.send = send
-        self.limit = limit
-        self.size = 0
-        self.buf = bytearray()
-
-    def write(self, data):
-        self.size += len(data)
-        if self.size > self.limit:
-            raise FileError("too_large", f"the archive is larger than {self.limit} bytes")
-        self.buf += data
-        while len(self.buf) >= FILE_CHUNK:
-            self.send(bytes(self.buf[:FILE_CHUNK]))
-            del self.buf[:FILE_CHUNK]
-        return len(data)
-
-    def tell(self):
-        return self.size
-
-    def flush(self):
-        pass
-
-    def finish(self):
-        if self.buf:
-            self.send(bytes(self.buf))
-            self.buf.clear()
-
-
 # -- the kernel process --------------------------------------------------------------------
 
 
@@ -512,6 +324,7 @@ class Kernel:
         self.ready = False
         self.status = None  # wait status once reaped
         self.ctl_buf = bytearray()
+        self.ctl_skip = False
         ctl_in_r, self.ctl_w = os.pipe()
         self.ctl_r, ctl_out_w = os.pipe()
         self.out_r, out_w = os.pipe()
@@ -596,6 +409,52 @@ class Run:
         self.cpu0 = self.cpu_last = self.oom0 = self.pids0 = None
         self.peak_memory = None
         self.next_sample = 0.0
+        self.max_figures = req["maxFigures"]
+        self.max_figure_pixels = req["maxFigurePixels"]
+        self.max_result = req["maxOutputBytes"]
+        self.figures_sent = 0
+        self.figures_over = 0
+        self.figure_bytes = 0
+        self.notes_dropped = 0
+
+    def note(self, text):
+        if len(self.notes) >= MAX_NOTES:
+            self.notes_dropped += 1
+            return
+        text = str(text)
+        self.notes.append(text if len(text) <= MAX_NOTE_CHARS else text[:MAX_NOTE_CHARS] + "...")
+
+    def check_figure(self, msg):
+        """Returns (png width, height) of a figure message that is within the run's caps, else
+        None (a note says why, except for the count cap, which gets one note at the end)."""
+        index = msg.get("index")
+        data = msg.get("pngB64")
+        if not isinstance(data, str) or len(data) < 32:
+            self.note(f"figure {index!r} skipped: not a PNG")
+            return None
+        if self.figures_sent >= self.max_figures:
+            self.figures_over += 1
+            return None
+        size = len(data) * 3 // 4
+        if self.figure_bytes + size > MAX_FIGURE_BYTES_PER_RUN:
+            self.note(f"figure {index!r} skipped: the run's figures are over the "
+                      f"{MAX_FIGURE_BYTES_PER_RUN >> 20} MiB cap")
+            return None
+        try:
+            head = base64.b64decode(data[:32], validate=True)
+        except (binascii.Error, ValueError):
+            head = b""
+        if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+            self.note(f"figure {index!r} skipped: not a PNG")
+            return None
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if width * height > self.max_figure_pixels:
+            self.note(f"figure {index!r} skipped: {width}x{height} px is over the "
+                      f"{self.max_figure_pixels} px cap")
+            return None
+        self.figures_sent += 1
+        self.figure_bytes += size
+        return width, height
 
     def sample(self, memory, cpu):
         if memory is not None and (self.peak_memory is None or memory > self.peak_memory):
@@ -605,13 +464,11 @@ class Run:
         self.next_sample = now() + SAMPLE_SECONDS
 
 
-def _int_field(req, name, default, minimum=1):
-    value = req.get(name, default)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise FileError("bad_request", f"{name} must be a number >= {minimum}")
-    return int(value)
+def _clean_error(error):
+    """The kernel's error object, as strings of bounded size (user code can forge it)."""
+    if not isinstance(error, dict):
+        return None if error is None else {"name": "Error", "value": "", "traceback": ""}
+    return {k: str(error.get(k) or "")[:MAX_ERROR_CHARS] for k in ("name", "value", "traceback")}
 
 
 class Supervisor:
@@ -626,27 +483,34 @@ class Supervisor:
         self.restart_at = None
         self.failed_starts = 0
         self.queue = collections.deque()
-        self.extracts = {}  # request id -> archive bytes received so far (chunked extract)
         self.run = None
         self.stdin_buf = bytearray()
         self.stdin_scan = 0
         self.stdin_skip = False
         self.stdin_open = True
-        self.extract_pending = None
         self.terminating = False
         self.wake_r, wake_w = os.pipe()
         for fd in (self.wake_r, wake_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGTERM, self.on_terminate)
-        signal.signal(signal.SIGINT, self.on_terminate)
+        # As PID 1 of the container (no engine init), the kernel drops every signal user code
+        # sends us that has no handler, SIGKILL and SIGSTOP included. A handler would let user
+        # code end the session, so SIGTERM/SIGINT only log here: the session ends on stdin EOF
+        # or by the engine (SIGKILL from outside the namespace). No-op handlers, not SIG_IGN,
+        # so the kernel does not inherit them.
+        on_term = self.on_signal_as_init if os.getpid() == 1 else self.on_terminate
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
         log(f"sweep mode {self.sweeper.mode}, work dir {WORKDIR}")
 
     def on_terminate(self, signum, frame):
         self.terminating = True
+
+    def on_signal_as_init(self, signum, frame):
+        pass
 
     # -- events ---------------------------------------------------------------------------
 
@@ -665,9 +529,6 @@ class Supervisor:
                 log("stdout closed; exiting")
                 self.terminating = True
                 return
-
-    def emit_chunk(self, req_id, data):
-        self.emit({"ev": "file_chunk", "id": req_id, "dataB64": base64.b64encode(data).decode("ascii")})
 
     def error(self, req_id, code, message):
         self.emit({"ev": "error", "id": req_id, "code": code, "message": message})
@@ -829,10 +690,10 @@ class Supervisor:
         self.queue.append({
             "id": req_id,
             "code": req["code"],
-            "timeoutMs": _int_field(req, "timeoutMs", DEFAULT_TIMEOUT_MS),
-            "maxOutputBytes": _int_field(req, "maxOutputBytes", DEFAULT_MAX_OUTPUT),
-            "maxFigures": _int_field(req, "maxFigures", DEFAULT_MAX_FIGURES, 0),
-            "maxFigurePixels": _int_field(req, "maxFigurePixels", DEFAULT_MAX_FIGURE_PIXELS),
+            "timeoutMs": int_field(req, "timeoutMs", DEFAULT_TIMEOUT_MS),
+            "maxOutputBytes": int_field(req, "maxOutputBytes", DEFAULT_MAX_OUTPUT),
+            "maxFigures": int_field(req, "maxFigures", DEFAULT_MAX_FIGURES, 0),
+            "maxFigurePixels": int_field(req, "maxFigurePixels", DEFAULT_MAX_FIGURE_PIXELS),
         })
 
     def op_abort(self, req_id, req):
@@ -851,183 +712,6 @@ class Supervisor:
                     "files": [], "notes": ["aborted before it started"],
                 })
                 return
-
-    def op_file_write(self, req_id, req):
-        try:
-            data = base64.b64decode(req.get("dataB64") or "", validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise FileError("bad_request", "dataB64 is not valid base64")
-        limit = _int_field(req, "maxBytes", DEFAULT_MAX_FILE_BYTES, 0)
-        append = bool(req.get("append"))
-        if len(data) > limit:
-            raise FileError("too_large", f"the file would be larger than {limit} bytes")
-        fd, st, rel = self.work.open_file(req.get("path"), os.O_WRONLY | os.O_CREAT, create=True)
-        try:
-            if append:
-                if st.st_size + len(data) > limit:
-                    raise FileError("too_large", f"the file would be larger than {limit} bytes")
-                os.lseek(fd, 0, os.SEEK_END)
-            else:
-                os.ftruncate(fd, 0)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            st = os.fstat(fd)
-        except OSError as exc:
-            raise os_error(exc, rel)
-        finally:
-            os.close(fd)
-        self.emit({"ev": "file_done", "id": req_id, "path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)})
-
-    def op_file_read(self, req_id, req):
-        limit = _int_field(req, "maxBytes", DEFAULT_MAX_FILE_BYTES, 0)
-        fd, st, rel = self.work.open_file(req.get("path"), os.O_RDONLY)
-        try:
-            if st.st_size > limit:
-                raise FileError("too_large", f"{rel} is {st.st_size} bytes, over the {limit} byte limit")
-            size = 0
-            while size <= limit:
-                chunk = os.read(fd, FILE_CHUNK)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > limit:  # it grew while being read
-                    raise FileError("too_large", f"{rel} is over the {limit} byte limit")
-                self.emit_chunk(req_id, chunk)
-        except OSError as exc:
-            raise os_error(exc, rel)
-        finally:
-            os.close(fd)
-        self.emit({"ev": "file_done", "id": req_id, "path": rel, "size": size, "mtimeMs": mtime_ms(st)})
-
-    def op_file_list(self, req_id, req):
-        files = self.work.regular_files(MAX_LISTED_FILES + 1)
-        listed = [
-            {"path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)}
-            for rel, st in sorted(files.items())[:MAX_LISTED_FILES]
-        ]
-        truncated = len(files) > MAX_LISTED_FILES
-        self.emit({"ev": "file_list", "id": req_id, "files": listed, "truncated": truncated})
-
-    def op_file_delete(self, req_id, req):
-        parts = split_path(req.get("path"))
-        rel = "/".join(parts)
-        dfd = self.work.open_dir(parts[:-1])
-        try:
-            name = parts[-1]
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                raise FileError("invalid_path", f"{rel}: symbolic links are not allowed")
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(name, dir_fd=dfd)
-            else:
-                os.unlink(name, dir_fd=dfd)
-        except OSError as exc:
-            raise os_error(exc, rel)
-        finally:
-            os.close(dfd)
-        self.emit({"ev": "file_done", "id": req_id, "path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)})
-
-    def op_archive(self, req_id, req):
-        sink = ChunkSink(lambda data: self.emit_chunk(req_id, data),
-                         _int_field(req, "maxBytes", DEFAULT_MAX_FILE_BYTES, 0))
-        count = 0
-        with tarfile.open(fileobj=sink, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-            for rel, st, dfd, name in self.work.walk():
-                info = tarfile.TarInfo(rel)
-                info.mode = st.st_mode & 0o777
-                info.mtime = st.st_mtime
-                if stat.S_ISDIR(st.st_mode):
-                    info.type = tarfile.DIRTYPE
-                    tar.addfile(info)
-                    continue
-                try:
-                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-                except OSError:
-                    continue  # vanished or replaced by a link since the directory was read
-                with os.fdopen(fd, "rb") as f:
-                    fst = os.fstat(fd)
-                    if not stat.S_ISREG(fst.st_mode):
-                        continue
-                    info.size = fst.st_size
-                    try:
-                        tar.addfile(info, f)
-                    except OSError as exc:
-                        raise FileError("bad_request", f"{rel} changed while being archived: {exc}")
-                count += 1
-        sink.finish()
-        self.emit({"ev": "file_done", "id": req_id, "path": ".", "size": sink.size, "mtimeMs": None,
-                   "files": count})
-
-    def op_extract(self, req_id, req):
-        try:
-            piece = base64.b64decode(req.get("dataB64") or "", validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise FileError("bad_request", "dataB64 is not valid base64")
-        limit = _int_field(req, "maxBytes", DEFAULT_MAX_FILE_BYTES, 0)
-        # An archive may come in pieces (`more: true`); only one such upload is kept at a time.
-        pending_id, buf = self.extract_pending or (req_id, bytearray())
-        if pending_id != req_id:
-            buf = bytearray()
-        self.extract_pending = None
-        buf += piece
-        if len(buf) > limit:
-            raise FileError("too_large", f"the archive is larger than {limit} bytes")
-        if req.get("more"):
-            self.extract_pending = (req_id, buf)
-            self.emit({"ev": "file_done", "id": req_id, "path": ".", "size": len(buf), "mtimeMs": None,
-                       "files": 0})
-            return
-        data = bytes(buf)
-        del buf
-        total, count = self.extract_archive(data)
-        self.emit({"ev": "file_done", "id": req_id, "path": ".", "size": total, "mtimeMs": None,
-                   "files": count})
-
-    def extract_archive(self, data):
-        """Checks every entry first, then writes them; returns (bytes written, files written)."""
-        try:
-            tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
-            members = tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise FileError("bad_request", f"not a .tar.gz archive: {exc}")
-        plan = []
-        for member in members:
-            try:
-                parts = split_path(member.name)
-            except FileError as exc:
-                raise FileError("invalid_path", f"archive entry {member.name!r}: {exc.message}")
-            if not (member.isreg() or member.isdir()):
-                raise FileError("invalid_path", f"archive entry {member.name!r}: "
-                                "only regular files and directories are allowed")
-            plan.append((parts, member))
-        total = count = 0
-        for parts, member in plan:
-            if member.isdir():
-                os.close(self.work.open_dir(parts, create=True))
-                continue
-            fd, _, rel = self.work.open_file("/".join(parts), os.O_WRONLY | os.O_CREAT, create=True)
-            try:
-                os.ftruncate(fd, 0)
-                src = tar.extractfile(member)
-                while True:
-                    chunk = src.read(FILE_CHUNK)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    total += len(chunk)
-                os.fchmod(fd, (member.mode & 0o755) | 0o600)
-                os.utime(fd, (member.mtime, member.mtime))
-            except OSError as exc:
-                raise os_error(exc, rel)
-            except (tarfile.TarError, EOFError, zlib.error) as exc:
-                raise FileError("bad_request", f"corrupt archive: {exc}")
-            finally:
-                os.close(fd)
-            count += 1
-        return total, count
 
     # -- kernel lifecycle -----------------------------------------------------------------
 
@@ -1100,10 +784,22 @@ class Supervisor:
         if not data:
             self.unregister(kernel.ctl_r)
             return
+        if kernel.ctl_skip:  # the rest of an oversized message
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            data = data[end + 1:]
+            kernel.ctl_skip = False
         kernel.ctl_buf += data
         while True:
             end = kernel.ctl_buf.find(b"\n")
             if end < 0:
+                if len(kernel.ctl_buf) > MAX_CONTROL_LINE:
+                    kernel.ctl_buf.clear()
+                    kernel.ctl_skip = True
+                    if self.run:
+                        self.run.note(f"a message from the kernel over {MAX_CONTROL_LINE >> 20} MiB "
+                                      "(e.g. a figure) was dropped")
                 return
             line = bytes(kernel.ctl_buf[:end])
             del kernel.ctl_buf[: end + 1]
@@ -1128,12 +824,16 @@ class Supervisor:
         elif run is None:
             return
         elif ev == "figure":
+            size = run.check_figure(msg)
+            if size is None:
+                return
+            index = msg.get("index")
             self.flush_stream(run.stdout)
             self.flush_stream(run.stderr)
-            self.emit({"ev": "figure", "id": run.id, "index": msg.get("index"), "pngB64": msg.get("pngB64"),
-                       "width": msg.get("width"), "height": msg.get("height")})
+            self.emit({"ev": "figure", "id": run.id, "index": index if isinstance(index, int) else None,
+                       "pngB64": msg["pngB64"], "width": size[0], "height": size[1]})
         elif ev == "note":
-            run.notes.append(str(msg.get("text")))
+            run.note(msg.get("text"))
         elif ev == "done":
             self.finish_run(msg)
 
@@ -1227,7 +927,9 @@ class Supervisor:
         cpu1 = run.cpu_last
         oom1, pids1 = self.cg.oom_kills(), self.cg.pids_refused()
 
-        error = result.get("error") if result else None
+        error = _clean_error(result.get("error")) if result else None
+        value = result.get("result") if result else None
+        value = value[: run.max_result] if isinstance(value, str) else None
         if run.stop_cause == "timeout":
             status = "timed_out"
         elif died or error or run.stop_cause:
@@ -1242,8 +944,19 @@ class Supervisor:
                 cause = "pids"
             elif died:
                 cause = "killed"
+        oom_rose = oom1 is not None and run.oom0 is not None and oom1 > run.oom0
+        if oom_rose and cause != "oom":
+            run.notes.append(f"{oom1 - run.oom0} process(es) of this run were killed for running out of memory")
+        pids_rose = pids1 is not None and run.pids0 is not None and pids1 > run.pids0
+        if pids_rose and cause != "pids":
+            run.notes.append(f"{pids1 - run.pids0} process or thread start(s) were refused: the process limit was hit")
+        if run.figures_over:
+            run.notes.append(f"{run.figures_over} figure(s) skipped: over the {run.max_figures} figure cap")
+        if run.notes_dropped:
+            run.notes.append(f"{run.notes_dropped} more note(s) dropped")
         if died:
-            reason = RESTART_REASONS.get(cause) or "it " + describe_exit(kernel.status)
+            how = describe_exit(kernel.status)
+            reason = RESTART_REASONS.get(cause) or ("it was " if how.startswith("killed") else "it ") + how
             run.notes.append(f"the Python kernel was restarted because {reason}; "
                              "variables and imports from earlier runs are gone")
             self.drop_kernel()
@@ -1261,7 +974,7 @@ class Supervisor:
             cpu_ms = (cpu1 - run.cpu0) // 1_000_000
         self.emit({
             "ev": "done", "id": run.id, "status": status,
-            "result": result.get("result") if result else None,
+            "result": value,
             "error": error, "restarted": died, "cause": cause,
             "usage": {"cpuMs": cpu_ms, "peakMemoryBytes": run.peak_memory},
             "stdoutBytes": run.stdout.total, "stderrBytes": run.stderr.total,

@@ -1,4 +1,5 @@
-"""Drives runner/supervisor.py over stdin/stdout, outside a container.
+"""Drives runner/supervisor.py over stdin/stdout, and runner/fileops.py (one process per file
+operation), outside a container.
 
 Run from images/python-runner with a Python that has matplotlib, numpy and pandas:
     /usr/bin/python3 -m unittest -v
@@ -22,7 +23,7 @@ import unittest
 
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runner")
 PYTHON = os.environ.get("SESSIONBOX_TEST_PYTHON", "/usr/bin/python3")
-TERMINAL = {"done", "file_done", "file_list", "pong", "error"}
+TERMINAL = {"done", "pong", "error"}
 
 
 def have_libraries():
@@ -114,6 +115,23 @@ class Session:
         assert done["ev"] == "done", events
         return events, done
 
+    def fileop(self, op, data=b"", **fields):
+        """Runs fileops.py once, as `docker exec` does; returns its events (the last is terminal)."""
+        req = {"op": op, "id": fields.pop("id", None) or f"f{next(self.ids)}", **fields}
+        if op in ("file_write", "extract") and "size" not in req:
+            req["size"] = len(data)
+        proc = subprocess.run(
+            [PYTHON, "-I", "-S", "-B", os.path.join(RUNNER, "fileops.py")],
+            input=(json.dumps(req) + "\n").encode() + data, capture_output=True, timeout=60,
+            env=dict(os.environ, SESSIONBOX_WORKDIR=self.workdir),
+        )
+        events = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert events and all(e["id"] == req["id"] for e in events), (proc.stdout[:500], proc.stderr)
+        assert all(e["ev"] == "file_chunk" for e in events[:-1]), events[-1]
+        assert events[-1]["ev"] in ("file_done", "file_list", "error"), events[-1]
+        assert proc.returncode == (1 if events[-1]["ev"] == "error" else 0), (proc.returncode, proc.stderr)
+        return events
+
     def output(self, events, stream="stdout"):
         return "".join(e["data"] for e in events if e["ev"] == stream)
 
@@ -149,7 +167,7 @@ class RunnerTest(unittest.TestCase):
         return base64.b64encode(data).decode()
 
     def read_file(self, path, **fields):
-        events = self.s.request("file_read", path=path, maxBytes=fields.pop("maxBytes", 1 << 24))
+        events = self.s.fileop("file_read", path=path, maxBytes=fields.pop("maxBytes", 1 << 24))
         if events[-1]["ev"] == "error":
             return events[-1]
         return b"".join(base64.b64decode(e["dataB64"]) for e in events if e["ev"] == "file_chunk")
@@ -172,6 +190,9 @@ class RunnerTest(unittest.TestCase):
         event = self.s.request("no_such_op")[-1]
         self.assertEqual((event["ev"], event["code"]), ("error", "bad_request"))
         event = self.s.request("exec", code=42)[-1]
+        self.assertEqual((event["ev"], event["code"]), ("error", "bad_request"))
+        # file operations never travel on the supervisor's stream (see fileops.py)
+        event = self.s.request("file_list")[-1]
         self.assertEqual((event["ev"], event["code"]), ("error", "bad_request"))
 
     def test_execs_are_serialized(self):
@@ -368,31 +389,67 @@ class RunnerTest(unittest.TestCase):
         _, done = self.run_ok("import japanize_matplotlib, matplotlib\nmatplotlib.rcParams['font.family']")
         self.assertIn("Noto Sans CJK JP", done["result"])
 
-    # -- files --------------------------------------------------------------------------
+    # -- files (fileops.py) -------------------------------------------------------------
+
+    def write(self, path, data, **fields):
+        return self.s.fileop("file_write", data, path=path, maxBytes=fields.pop("maxBytes", 1 << 24), **fields)[-1]
 
     def test_file_round_trip(self):
         data = bytes(range(256)) * 5000
         path = "dir/sub/data.bin"
-        done = self.s.request("file_write", path=path, dataB64=self.b64(data), append=False, maxBytes=1 << 22)[-1]
+        done = self.write(path, data, maxBytes=1 << 22)
         self.assertEqual((done["ev"], done["path"], done["size"]), ("file_done", "dir/sub/data.bin", len(data)))
-        self.s.request("file_write", path=path, dataB64=self.b64(b"tail"), append=True, maxBytes=1 << 22)
-        self.assertEqual(self.read_file("dir/sub/data.bin"), data + b"tail")
-        listed = self.s.request("file_list")[-1]["files"]
+        self.assertEqual(self.read_file("dir/sub/data.bin"), data)
+        listed = self.s.fileop("file_list")[-1]["files"]
         entry = next(f for f in listed if f["path"] == "dir/sub/data.bin")
-        self.assertEqual(entry["size"], len(data) + 4)
+        self.assertEqual(entry["size"], len(data))
         _, run = self.run_ok("len(open('dir/sub/data.bin', 'rb').read())")
-        self.assertEqual(run["result"], str(len(data) + 4))
-        self.assertEqual(self.read_file("dir/sub/data.bin", maxBytes=10)["code"], "too_large")
-        self.assertEqual(self.s.request("file_delete", path="dir")[-1]["ev"], "file_done")
+        self.assertEqual(run["result"], str(len(data)))
+        self.assertEqual(self.write(path, b"shorter")["size"], 7)  # replaces, never appends
+        self.assertEqual(self.read_file(path), b"shorter")
+        self.assertEqual(self.read_file("dir/sub/data.bin", maxBytes=3)["code"], "too_large")
+        self.assertEqual(self.s.fileop("file_delete", path="dir")[-1]["ev"], "file_done")
         self.assertEqual(self.read_file("dir/sub/data.bin")["code"], "not_found")
-        error = self.s.request("file_write", path="big", dataB64=self.b64(b"12345"), maxBytes=4)[-1]
-        self.assertEqual(error["code"], "too_large")
+        self.assertEqual(self.write("big", b"12345", maxBytes=4)["code"], "too_large")
+
+    def test_big_upload_streams_and_is_checked(self):
+        data = os.urandom(5 << 20)
+        self.assertEqual(self.write("up/big.bin", data)["size"], len(data))
+        self.assertEqual(self.read_file("up/big.bin"), data)
+        # fewer bytes than announced: an error, never a silently short file
+        error = self.write("up/cut.bin", data[:1000], size=5000)
+        self.assertEqual((error["ev"], error["code"]), ("error", "bad_request"))
+        self.assertIn("ended after 1000 of 5000", error["message"])
+        self.assertEqual(self.read_file("up/cut.bin")["code"], "not_found")  # created by it: removed
+        self.assertFalse(self.write("up/big.bin", b"x")["created"])
+        self.assertTrue(self.write("up/new.bin", b"x")["created"])
+        self.s.fileop("file_delete", path="up")
+
+    def test_upload_quota(self):
+        self.write("q/a.bin", b"a" * 600)
+        used = sum(f["size"] for f in self.s.fileop("file_list")[-1]["files"])  # other tests' files too
+        quota = {"capBytes": used + 400, "replacing": ["q/b.bin"], "extraBytes": 0}
+        error = self.write("q/b.bin", b"b" * 500, quota=quota)
+        self.assertEqual((error["ev"], error["code"]), ("error", "quota_exceeded"))
+        self.assertEqual(self.read_file("q/b.bin")["code"], "not_found")
+        # replacing a file counts its new size only; extraBytes reserves room for later files
+        self.assertEqual(self.write("q/a.bin", b"a" * 900, quota={**quota, "replacing": ["q/a.bin"]})["ev"], "file_done")
+        error = self.write("q/a.bin", b"a" * 900, quota={**quota, "replacing": ["q/a.bin"], "extraBytes": 101})
+        self.assertEqual(error["code"], "quota_exceeded")
+        self.s.fileop("file_delete", path="q")
+
+    def test_bad_fileops_requests(self):
+        for req in (b"", b"no newline", b"not json\n", b"[1]\n", b'{"op": "nope"}\n', b'{"op": "file_write", "path": "x"}\n'):
+            proc = subprocess.run([PYTHON, "-I", "-S", "-B", os.path.join(RUNNER, "fileops.py")], input=req,
+                                  capture_output=True, timeout=30, env=dict(os.environ, SESSIONBOX_WORKDIR=self.s.workdir))
+            event = json.loads(proc.stdout)
+            self.assertEqual((event["ev"], event["code"], proc.returncode), ("error", "bad_request", 1), req)
 
     def test_invalid_paths(self):
         for path in ["/etc/passwd", "../x", "a/../../x", "a/..", "a\x00b", "", "."]:
             error = self.read_file(path)
             self.assertEqual((error["ev"], error["code"]), ("error", "invalid_path"), path)
-            error = self.s.request("file_write", path=path, dataB64="", maxBytes=10)[-1]
+            error = self.write(path, b"", maxBytes=10)
             self.assertEqual(error["code"], "invalid_path", path)
 
     def test_symlinks_are_rejected(self):
@@ -409,13 +466,13 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(self.read_file("x")["code"], "invalid_path")
         self.assertEqual(self.read_file("d/link/outside.txt")["code"], "invalid_path")
         for path in ("y", "d/link/outside.txt", "d/link/new.txt"):
-            error = self.s.request("file_write", path=path, dataB64=self.b64(b"pwned"), maxBytes=100)[-1]
+            error = self.write(path, b"pwned", maxBytes=100)
             self.assertEqual(error["code"], "invalid_path", path)
-        self.assertEqual(self.s.request("file_delete", path="y")[-1]["code"], "invalid_path")
+        self.assertEqual(self.s.fileop("file_delete", path="y")[-1]["code"], "invalid_path")
         with open(outside) as f:
             self.assertEqual(f.read(), "secret")
         self.assertFalse(os.path.exists(os.path.join(self.s.tmp, "new.txt")))
-        listed = {f["path"] for f in self.s.request("file_list")[-1]["files"]}
+        listed = {f["path"] for f in self.s.fileop("file_list")[-1]["files"]}
         self.assertFalse(listed & {"x", "y", "d/link"})
         self.run_ok("import os\nfor p in ('x', 'y', 'd/link'): os.unlink(p)")
 
@@ -425,7 +482,7 @@ class RunnerTest(unittest.TestCase):
         self.run_ok("os.unlink('fifo')")
 
     def test_changed_files(self):
-        self.s.request("file_write", path="old.txt", dataB64=self.b64(b"old"), maxBytes=100)
+        self.write("old.txt", b"old", maxBytes=100)
         _, done = self.run_ok("open('new.txt', 'w').write('hi')\nopen('old.txt', 'a').write('!')")
         self.assertEqual([(f["path"], f["size"]) for f in done["files"]], [("new.txt", 2), ("old.txt", 4)])
         _, done = self.run_ok("x = 1")
@@ -433,9 +490,9 @@ class RunnerTest(unittest.TestCase):
 
     def test_archive_and_extract(self):
         for path, data in (("arc/a.txt", b"alpha"), ("arc/deep/b.bin", bytes(range(256)))):
-            self.s.request("file_write", path=path, dataB64=self.b64(data), maxBytes=1000)
+            self.write(path, data, maxBytes=1000)
         self.run_ok("import os\nos.symlink('/etc/passwd', 'arc/link')")
-        events = self.s.request("archive", maxBytes=1 << 24)
+        events = self.s.fileop("archive", maxBytes=1 << 24)
         self.assertEqual(events[-1]["ev"], "file_done")
         archive = b"".join(base64.b64decode(e["dataB64"]) for e in events if e["ev"] == "file_chunk")
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
@@ -443,39 +500,37 @@ class RunnerTest(unittest.TestCase):
         self.assertIn("arc/a.txt", names)
         self.assertTrue(names["arc/deep"].isdir())
         self.assertNotIn("arc/link", names)
-        self.assertEqual(self.s.request("file_delete", path="arc/link")[-1]["code"], "invalid_path")
+        self.assertEqual(self.s.fileop("file_delete", path="arc/link")[-1]["code"], "invalid_path")
         self.run_ok("import shutil\nshutil.rmtree('arc')")
-        done = self.s.request("extract", dataB64=self.b64(archive))[-1]
+        done = self.s.fileop("extract", archive)[-1]
         self.assertEqual(done["ev"], "file_done", done)
         self.assertEqual(self.read_file("arc/a.txt"), b"alpha")
         self.assertEqual(self.read_file("arc/deep/b.bin"), bytes(range(256)))
-        self.s.request("file_delete", path="arc")
+        self.s.fileop("file_delete", path="arc")
 
-    def test_large_archive_streams_and_extracts_in_pieces(self):
+    def test_large_archive_streams_and_extracts(self):
         self.run_ok("import os\nos.makedirs('big')\nopen('big/random.bin', 'wb').write(os.urandom(3 << 20))")
-        events = self.s.request("archive", maxBytes=1 << 24)
+        events = self.s.fileop("archive", maxBytes=1 << 24)
         chunks = [base64.b64decode(e["dataB64"]) for e in events if e["ev"] == "file_chunk"]
         archive = b"".join(chunks)
         self.assertGreater(len(chunks), 2)
         self.assertEqual(events[-1]["size"], len(archive))
-        self.assertEqual(events[-1]["files"], len([f for f in self.s.request("file_list")[-1]["files"]]))
-        error = self.s.request("archive", maxBytes=1 << 20)[-1]
+        self.assertEqual(events[-1]["files"], len([f for f in self.s.fileop("file_list")[-1]["files"]]))
+        error = self.s.fileop("archive", maxBytes=1 << 20)[-1]
         self.assertEqual((error["ev"], error["code"]), ("error", "too_large"))
         _, done = self.run_ok("open('big/random.bin', 'rb').read()[:1000]")
         original = done["result"]
         self.run_ok("import shutil\nshutil.rmtree('big')")
-        req_id = "extract-in-pieces"
-        piece = 1 << 20
-        for off in range(0, len(archive), piece):
-            more = off + piece < len(archive)
-            done = self.s.request("extract", id=req_id, dataB64=self.b64(archive[off:off + piece]), more=more,
-                                  maxBytes=len(archive))[-1]
-            self.assertEqual(done["ev"], "file_done", done)
+        done = self.s.fileop("extract", archive, maxBytes=len(archive))[-1]
+        self.assertEqual(done["ev"], "file_done", done)
+        self.assertGreaterEqual(done["size"], 3 << 20)
         _, done = self.run_ok("open('big/random.bin', 'rb').read()[:1000]")
         self.assertEqual(done["result"], original)
-        error = self.s.request("extract", dataB64=self.b64(archive), maxBytes=1000)[-1]
+        error = self.s.fileop("extract", archive, maxBytes=1000)[-1]
         self.assertEqual(error["code"], "too_large")
-        self.s.request("file_delete", path="big")
+        error = self.s.fileop("extract", archive[:1000], size=len(archive), maxBytes=len(archive))[-1]
+        self.assertEqual(error["code"], "bad_request")
+        self.s.fileop("file_delete", path="big")
 
     def test_extract_rejects_bad_entries(self):
         def archive(*members):
@@ -483,7 +538,7 @@ class RunnerTest(unittest.TestCase):
             with tarfile.open(fileobj=buf, mode="w:gz") as tar:
                 for info, data in members:
                     tar.addfile(info, io.BytesIO(data) if data is not None else None)
-            return self.b64(buf.getvalue())
+            return buf.getvalue()
 
         def file(name, data=b"x"):
             info = tarfile.TarInfo(name)
@@ -504,12 +559,27 @@ class RunnerTest(unittest.TestCase):
             archive(file("a/../../b.txt")),
         ]
         for data in bad:
-            error = self.s.request("extract", dataB64=data)[-1]
+            error = self.s.fileop("extract", data)[-1]
             self.assertEqual((error["ev"], error["code"]), ("error", "invalid_path"))
         self.assertEqual(self.read_file("ok.txt")["code"], "not_found")
         self.assertFalse(os.path.exists(os.path.join(self.s.tmp, "escape.txt")))
-        error = self.s.request("extract", dataB64=self.b64(b"not a tarball"))[-1]
+        error = self.s.fileop("extract", b"not a tarball")[-1]
         self.assertEqual(error["code"], "bad_request")
+
+    def test_fileops_ignores_user_site_and_python_env(self):
+        # HOME is the work dir in the container: code there must not run inside fileops.py
+        site = os.path.join(self.s.workdir, "plant")
+        os.makedirs(site)
+        with open(os.path.join(site, "sitecustomize.py"), "w") as f:
+            f.write("open(__import__('os').environ['SESSIONBOX_WORKDIR'] + '/pwned', 'w')\n")
+        proc = subprocess.run(
+            [PYTHON, "-I", "-S", "-B", os.path.join(RUNNER, "fileops.py")], input=b'{"op": "file_list"}\n',
+            capture_output=True, timeout=30,
+            env=dict(os.environ, SESSIONBOX_WORKDIR=self.s.workdir, PYTHONPATH=site, HOME=self.s.workdir),
+        )
+        self.assertEqual(json.loads(proc.stdout)["ev"], "file_list")
+        self.assertFalse(os.path.exists(os.path.join(self.s.workdir, "pwned")))
+        shutil.rmtree(site)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,22 @@ export interface AttachedStream {
   close(): void;
 }
 
+/** A process started beside the supervisor in a running container (`docker exec`). */
+export interface ExecProcess {
+  /** Its stdout; ends when the process exits or the connection is cut. */
+  stdout: Readable;
+  /** Once it has exited: its exit code (null if the engine no longer knows) and the start of its stderr. */
+  wait(): Promise<{ exitCode: number | null; stderr: string }>;
+  /** Cuts the connection (the process sees EOF on stdin and a closed stdout). */
+  close(): void;
+}
+
+export interface ExecOptions {
+  cmd: string[];
+  /** Written to its stdin in order, then stdin is closed. */
+  stdin: Buffer[];
+}
+
 export interface ContainerEvent {
   action: string;
   id: string;
@@ -52,6 +68,8 @@ export interface ContainerRuntime {
   inspect(id: string): Promise<ContainerInfo | null>;
   list(labelFilters: string[]): Promise<ContainerInfo[]>;
   attach(id: string): Promise<AttachedStream>;
+  /** Runs `cmd` as the sandbox user in /work; never through the supervisor's attached stream. */
+  exec(id: string, opts: ExecOptions): Promise<ExecProcess>;
   usage(id: string): Promise<ContainerUsage | null>;
   /** Calls `onEvent` for die/destroy/oom of containers matching the filters; returns a stop function. */
   watch(labelFilters: string[], onEvent: (e: ContainerEvent) => void, onError: (err: Error) => void): Promise<() => void>;

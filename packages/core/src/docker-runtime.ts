@@ -1,11 +1,15 @@
 import Docker from 'dockerode';
-import { PassThrough } from 'node:stream';
+import { once } from 'node:events';
+import { PassThrough, type Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   AttachedStream,
   ContainerEvent,
   ContainerInfo,
   ContainerRuntime,
   ContainerUsage,
+  ExecOptions,
+  ExecProcess,
   SessionContainerSpec,
 } from './container-runtime';
 import { UnavailableError } from './errors';
@@ -18,6 +22,8 @@ export interface DockerRuntimeOptions {
 }
 
 const SANDBOX_UID = 1000;
+/** Bytes of an exec'd process's stderr kept for error messages. */
+const EXEC_STDERR_KEEP = 8 * 1024;
 const TMP_MB_MAX = 64;
 /**
  * gVisor (ptrace platform) runs the sandbox with host threads of its own: ~58 at rest and ~7
@@ -206,6 +212,50 @@ export class DockerRuntime implements ContainerRuntime {
       stdin: stream as unknown as NodeJS.WritableStream as never,
       stdout,
       close: () => stream.destroy(),
+    };
+  }
+
+  async exec(id: string, opts: ExecOptions): Promise<ExecProcess> {
+    const exec = await this.docker.getContainer(id).exec({
+      Cmd: opts.cmd,
+      User: `${SANDBOX_UID}:${SANDBOX_UID}`,
+      WorkingDir: '/work',
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+    });
+    const stream = (await exec.start({ hijack: true, stdin: true })) as Duplex;
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let errText = '';
+    stderr.on('data', (b: Buffer) => {
+      if (errText.length < EXEC_STDERR_KEEP) errText += b.toString('utf8');
+    });
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+    const ended = Promise.race([once(stream, 'end'), once(stream, 'close')]).catch(() => undefined);
+    stream.on('end', () => stdout.end());
+    stream.on('close', () => stdout.end());
+    // A cut connection just ends stdout (e.g. EPIPE on stdin the process stopped reading after it
+    // answered): the answer, or its absence, is in what came before, and nobody may be listening.
+    stream.on('error', () => stdout.end());
+    // Ending our side half-closes the connection: the engine then closes the process's stdin.
+    for (const part of opts.stdin) stream.write(part);
+    stream.end();
+    return {
+      stdout,
+      close: () => stream.destroy(),
+      wait: async () => {
+        await ended;
+        // The engine may still report it running for a moment after its output ended.
+        for (let i = 0; i < 50; i++) {
+          const info = await exec.inspect().catch(() => null);
+          if (!info) break;
+          if (!info.Running) return { exitCode: info.ExitCode ?? null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
+          await sleep(20);
+        }
+        return { exitCode: null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
+      },
     };
   }
 

@@ -1,14 +1,15 @@
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import { v4 as uuidv4 } from 'uuid';
 import type { Config } from './config';
 import { NotFoundError, SessionboxError, UnavailableError, ValidationError } from './errors';
 import { InvalidPathError, checkFilePath } from './file-path';
-import { ChannelClosedError, KernelChannelPool, type KernelChannel, type KernelEvent } from './kernel-channel';
+import type { ContainerRuntime, ExecProcess } from './container-runtime';
+import type { KernelChannelPool, KernelEvent } from './kernel-channel';
 import { Keys } from './keys';
 import type { Metrics } from './metrics';
 import { mimeTypeOf } from './mime';
@@ -17,13 +18,13 @@ import type { Caller, SessionService, SessionServiceOptions, TerminateOptions } 
 import type { SessionRecord } from './session-store';
 
 /**
- * Raw bytes per `file_write` line. Several processes attach to a container's stdin and the engine
- * copies each attacher's bytes in pieces of at most 32 KiB, so a longer line could be cut by another
- * process's line. Lines below that size, sent one at a time, arrive whole.
+ * The image's entry point for one file operation (images/python-runner/PROTOCOL.md, "File
+ * operations"). It runs beside the supervisor, never on the attached stream the worker writes
+ * executions to: the engine copies each attached client's stdin in pieces, so a second writer
+ * there could interleave with an `exec` line and corrupt both. -I: HOME is /work, so the
+ * sandbox could otherwise plant a user site dir that runs inside it; -S: faster start.
  */
-const WRITE_CHUNK = 22 * 1024;
-/** Raw bytes per `extract` piece: a restore runs before anyone else knows the new session. */
-const EXTRACT_CHUNK = 8 * 1024 * 1024;
+export const FILEOPS_CMD = ['python3', '-I', '-S', '-B', '/opt/sessionbox/fileops.py'];
 const MAX_SESSION_FILES_DEFAULT = 500 * 1024 * 1024;
 /** An archive runs inside the reaper's pass: a container that stopped answering must not hold it up for long. */
 const ARCHIVE_TIMEOUT_MS = 30_000;
@@ -82,11 +83,9 @@ export interface SessionFilesOptions {
   archiveDir: string;
   logger: Logger;
   metrics?: Metrics;
-  /** Pools this process already keeps (the worker shares its own); other hosts get one on demand. */
+  /** Ignored: file operations no longer use the attached stream (each is its own `docker exec`). */
   channels?: Map<string, KernelChannelPool>;
   requestTimeoutMs?: number;
-  /** Channels this service opened itself are closed after this long unused (they see every event of the session). */
-  idleChannelMs?: number;
 }
 
 function runnerError(ev: KernelEvent, path?: string): SessionboxError {
@@ -98,9 +97,74 @@ function runnerError(ev: KernelEvent, path?: string): SessionboxError {
       return new NotFoundError('file', path ?? '');
     case 'too_large':
       return new FileTooLargeError('file_too_large', message);
+    case 'quota_exceeded':
+      return new FileTooLargeError('session_files_too_large', message);
     default:
       return new ValidationError(message);
   }
+}
+
+/** An upload's session-cap check, done by the first write next to the files it counts. */
+interface Quota {
+  capBytes: number;
+  /** Paths the upload replaces: their current sizes do not count. */
+  replacing: string[];
+  /** Bytes of the upload's other files. */
+  extraBytes: number;
+}
+
+/**
+ * Runs one file operation in the container (one `docker exec` of FILEOPS_CMD): the request line,
+ * then `data`, go to its stdin; `file_chunk` payloads go to `onChunk`; resolves with the final
+ * event. An `error` answer becomes the matching SessionboxError, a process that dies or does not
+ * answer in `timeoutMs` a 503 `session_unreachable`.
+ */
+export async function runFileOp(
+  runtime: ContainerRuntime,
+  containerId: string,
+  req: { op: string; [k: string]: unknown },
+  opts: { data?: Buffer; path?: string; onChunk?: (b: Buffer) => void; timeoutMs?: number } = {},
+): Promise<KernelEvent> {
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  // The process also stops itself a little later, in case this side is gone.
+  const line = Buffer.from(JSON.stringify({ ...req, timeoutMs: timeoutMs + 5_000 }) + '\n');
+  let proc: ExecProcess;
+  try {
+    proc = await runtime.exec(containerId, { cmd: FILEOPS_CMD, stdin: opts.data ? [line, opts.data] : [line] });
+  } catch (err) {
+    throw unreachable(err);
+  }
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    proc.close();
+  }, timeoutMs);
+  try {
+    for await (const text of createInterface({ input: proc.stdout, crlfDelay: Infinity })) {
+      let ev: KernelEvent;
+      try {
+        ev = JSON.parse(text);
+      } catch {
+        continue;
+      }
+      if (ev?.ev === 'file_chunk') {
+        if (typeof ev.dataB64 === 'string') opts.onChunk?.(Buffer.from(ev.dataB64, 'base64'));
+        continue;
+      }
+      if (ev?.ev === 'error') throw runnerError(ev, opts.path);
+      if (typeof ev?.ev === 'string') return ev;
+    }
+  } catch (err) {
+    if (err instanceof SessionboxError) throw err;
+    throw unreachable(timedOut ? new Error(`no answer in ${timeoutMs} ms`) : err);
+  } finally {
+    clearTimeout(timer);
+    proc.close();
+  }
+  if (timedOut) throw unreachable(new Error(`no answer in ${timeoutMs} ms`));
+  const { exitCode, stderr } = await proc.wait().catch(() => ({ exitCode: null, stderr: '' }));
+  const why = stderr.trim().split('\n').slice(-1)[0];
+  throw unreachable(new Error(`${req.op} ended without an answer (exit code ${exitCode})${why ? `: ${why.slice(0, 300)}` : ''}`));
 }
 
 function unreachable(err: unknown): SessionboxError {
@@ -110,22 +174,17 @@ function unreachable(err: unknown): SessionboxError {
 
 /**
  * Files in and out of a session's working directory, and its archive once it ends. Every byte
- * passes through the supervisor in the container (see PROTOCOL.md `file_*`, `archive`, `extract`),
- * which resolves paths itself and never follows a symlink; this host never opens a path the
- * sandbox controls. Archives are opaque `.tar.gz` blobs named by session id.
+ * passes through a process in the container (`runFileOp`: fileops.py, see PROTOCOL.md), which
+ * resolves paths itself and never follows a symlink; this host never opens a path the sandbox
+ * controls. Archives are opaque `.tar.gz` blobs named by session id.
  */
 export class SessionFiles {
   private readonly keys: Keys;
-  private readonly pools: Map<string, KernelChannelPool>;
-  private readonly owned = new Set<KernelChannelPool>();
-  private readonly idle = new Map<string, NodeJS.Timeout>();
-  private readonly inUse = new Map<string, number>();
   private readonly bytes: Counter<'direction'>;
   private readonly archives: Counter<'outcome'>;
 
   constructor(readonly opts: SessionFilesOptions) {
     this.keys = new Keys(opts.namespace);
-    this.pools = new Map(opts.channels ?? []);
     const registry = opts.metrics?.registry;
     this.bytes = counter(registry, 'sessionbox_file_bytes_total', 'Bytes moved in and out of session files', ['direction']);
     this.archives = counter(registry, 'sessionbox_archives_total', 'Session archives by outcome', ['outcome']);
@@ -136,77 +195,15 @@ export class SessionFiles {
     return this.opts.maxSessionFilesBytes ?? Math.min(rec.limits.diskMb * 1024 * 1024, MAX_SESSION_FILES_DEFAULT);
   }
 
-  // -- channels ---------------------------------------------------------------------------
-
-  private pool(host: string): KernelChannelPool {
-    let p = this.pools.get(host);
-    if (!p) {
-      p = new KernelChannelPool(this.opts.sessions.runtime(host));
-      this.pools.set(host, p);
-      this.owned.add(p);
-    }
-    return p;
-  }
-
-  /** The container's channel, held until `release`; an idle one this service opened is closed later. */
-  private async acquire(rec: SessionRecord): Promise<{ ch: KernelChannel; release: () => void }> {
-    const pool = this.pool(rec.host);
-    const cid = rec.containerId;
-    clearTimeout(this.idle.get(cid));
-    this.idle.delete(cid);
-    this.inUse.set(cid, (this.inUse.get(cid) ?? 0) + 1);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      const n = (this.inUse.get(cid) ?? 1) - 1;
-      if (n > 0) return void this.inUse.set(cid, n);
-      this.inUse.delete(cid);
-      if (!this.owned.has(pool)) return;
-      const t = setTimeout(() => {
-        this.idle.delete(cid);
-        void pool.drop(cid);
-      }, this.opts.idleChannelMs ?? 30_000);
-      t.unref();
-      this.idle.set(cid, t);
-    };
-    try {
-      return { ch: await pool.get(cid), release };
-    } catch (err) {
-      release();
-      throw unreachable(err);
-    }
-  }
-
-  private async use<T>(rec: SessionRecord, fn: (ch: KernelChannel) => Promise<T>): Promise<T> {
-    const { ch, release } = await this.acquire(rec);
-    try {
-      return await fn(ch);
-    } finally {
-      release();
-    }
-  }
-
-  /** One request; `file_chunk` payloads go to `onChunk`; an `error` answer becomes a SessionboxError. */
-  private async call(
-    ch: KernelChannel,
-    req: { op: string; id?: string; [k: string]: unknown },
-    opts: { path?: string; onChunk?: (b: Buffer) => void; timeoutMs?: number } = {},
+  private op(
+    rec: SessionRecord,
+    req: { op: string; [k: string]: unknown },
+    opts: { data?: Buffer; path?: string; onChunk?: (b: Buffer) => void; timeoutMs?: number } = {},
   ): Promise<KernelEvent> {
-    let ev: KernelEvent;
-    try {
-      ev = await ch.request({ ...req, id: req.id ?? uuidv4() }, {
-        onEvent: (e) => {
-          if (e.ev === 'file_chunk' && typeof e.dataB64 === 'string') opts.onChunk?.(Buffer.from(e.dataB64, 'base64'));
-        },
-        isLast: (e) => e.ev !== 'file_chunk',
-        timeoutMs: opts.timeoutMs ?? this.opts.requestTimeoutMs ?? 120_000,
-      });
-    } catch (err) {
-      throw err instanceof ChannelClosedError ? unreachable(err) : err;
-    }
-    if (ev.ev === 'error') throw runnerError(ev, opts.path);
-    return ev;
+    return runFileOp(this.opts.sessions.runtime(rec.host), rec.containerId, req, {
+      ...opts,
+      timeoutMs: opts.timeoutMs ?? this.opts.requestTimeoutMs ?? 120_000,
+    });
   }
 
   // -- live sessions ----------------------------------------------------------------------
@@ -217,7 +214,7 @@ export class SessionFiles {
   }
 
   private async listOf(rec: SessionRecord): Promise<{ files: SessionFile[]; truncated: boolean }> {
-    const ev = await this.use(rec, (ch) => this.call(ch, { op: 'file_list' }));
+    const ev = await this.op(rec, { op: 'file_list' });
     const files = (Array.isArray(ev.files) ? ev.files : []) as SessionFile[];
     return { files: files.map((f) => ({ path: f.path, size: f.size, mtimeMs: f.mtimeMs })), truncated: !!ev.truncated };
   }
@@ -226,7 +223,6 @@ export class SessionFiles {
   async read(sessionId: string, path: string, caller: Caller): Promise<FileDownload> {
     checkFilePath(path);
     const rec = await this.opts.sessions.getLive(sessionId, caller);
-    const { ch, release } = await this.acquire(rec);
     const stream = new PassThrough();
     return new Promise<FileDownload>((resolve, reject) => {
       let started = false;
@@ -235,25 +231,23 @@ export class SessionFiles {
         started = true;
         resolve({ path, mimeType: mimeTypeOf(path), stream });
       };
-      this.call(ch, { op: 'file_read', path, maxBytes: this.opts.maxFileBytes }, {
+      this.op(rec, { op: 'file_read', path, maxBytes: this.opts.maxFileBytes }, {
         path,
         onChunk: (b) => {
           start();
           this.bytes.inc({ direction: 'download' }, b.length);
           stream.write(b);
         },
-      })
-        .then(
-          () => {
-            start();
-            stream.end();
-          },
-          (err) => {
-            if (started) stream.destroy(err as Error);
-            else reject(err);
-          },
-        )
-        .finally(release);
+      }).then(
+        () => {
+          start();
+          stream.end();
+        },
+        (err) => {
+          if (started) stream.destroy(err as Error);
+          else reject(err);
+        },
+      );
     });
   }
 
@@ -278,44 +272,38 @@ export class SessionFiles {
       }
     }
     const rec = await this.opts.sessions.getLive(sessionId, caller);
-    const { files } = await this.listOf(rec);
-    const sizes = new Map(files.map((f) => [f.path, f.size]));
-    const existed = new Set(sizes.keys());
-    for (const u of uploads) sizes.set(u.path, u.data.length);
-    const total = [...sizes.values()].reduce((a, b) => a + b, 0);
+    // The cap is checked in the container by the first write, against the files there now.
+    const finalSizes = new Map(uploads.map((u) => [u.path, u.data.length]));
+    const total = [...finalSizes.values()].reduce((a, b) => a + b, 0);
     const cap = this.sessionCap(rec);
     if (total > cap) {
-      throw new FileTooLargeError('session_files_too_large', `the session's files would take ${total} bytes, over its ${cap} byte cap`);
+      throw new FileTooLargeError('session_files_too_large', `the session's files would take at least ${total} bytes, over its ${cap} byte cap`);
     }
-    return this.use(rec, async (ch) => {
-      const written: SessionFile[] = [];
-      for (const u of uploads) {
-        try {
-          written.push(await this.writeOne(ch, u.path, u.data));
-        } catch (err) {
-          const created = [...written.map((w) => w.path), u.path].filter((p) => !existed.has(p));
-          for (const p of created) await this.call(ch, { op: 'file_delete', path: p }).catch(() => undefined);
-          throw err;
-        }
+    const written: (SessionFile & { created: boolean })[] = [];
+    for (const [i, u] of uploads.entries()) {
+      const quota = i === 0 ? { capBytes: cap, replacing: [...finalSizes.keys()], extraBytes: total - u.data.length } : undefined;
+      try {
+        written.push(await this.writeOne(rec, u.path, u.data, quota));
+      } catch (err) {
+        // The failed write removed what it created itself; earlier ones are undone here.
+        for (const w of written.filter((x) => x.created)) await this.op(rec, { op: 'file_delete', path: w.path }).catch(() => undefined);
+        throw err;
       }
-      return written;
-    });
+    }
+    return written.map(({ path, size, mtimeMs }) => ({ path, size, mtimeMs }));
   }
 
-  private async writeOne(ch: KernelChannel, path: string, data: Buffer): Promise<SessionFile> {
-    let last: KernelEvent | null = null;
-    for (let off = 0; off === 0 || off < data.length; off += WRITE_CHUNK) {
-      const piece = data.subarray(off, off + WRITE_CHUNK);
-      last = await this.call(ch, { op: 'file_write', path, dataB64: piece.toString('base64'), append: off > 0, maxBytes: this.opts.maxFileBytes }, { path });
-    }
+  private async writeOne(rec: SessionRecord, path: string, data: Buffer, quota?: Quota): Promise<SessionFile & { created: boolean }> {
+    const done = await this.op(rec, { op: 'file_write', path, size: data.length, maxBytes: this.opts.maxFileBytes, quota }, { path, data });
+    if (Number(done.size) !== data.length) throw unreachable(new Error(`${path}: ${done.size} of ${data.length} bytes written`));
     this.bytes.inc({ direction: 'upload' }, data.length);
-    return { path: String(last!.path), size: Number(last!.size), mtimeMs: Number(last!.mtimeMs) };
+    return { path: String(done.path), size: Number(done.size), mtimeMs: Number(done.mtimeMs), created: done.created === true };
   }
 
   async delete(sessionId: string, path: string, caller: Caller): Promise<void> {
     checkFilePath(path);
     const rec = await this.opts.sessions.getLive(sessionId, caller);
-    await this.use(rec, (ch) => this.call(ch, { op: 'file_delete', path }, { path }));
+    await this.op(rec, { op: 'file_delete', path }, { path });
   }
 
   // -- archives ---------------------------------------------------------------------------
@@ -357,9 +345,7 @@ export class SessionFiles {
     const parts: Buffer[] = [];
     let done: KernelEvent;
     try {
-      done = await this.use(rec, (ch) =>
-        this.call(ch, { op: 'archive', maxBytes: this.opts.maxArchiveBytes }, { onChunk: (b) => parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS }),
-      );
+      done = await this.op(rec, { op: 'archive', maxBytes: this.opts.maxArchiveBytes }, { onChunk: (b) => parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS });
     } catch (err) {
       if (err instanceof FileTooLargeError) {
         throw new FileTooLargeError('archive_too_large', `the working directory is over the ${this.opts.maxArchiveBytes} byte archive cap`);
@@ -433,14 +419,7 @@ export class SessionFiles {
     };
     const session = await this.opts.sessions.create(wanted, caller, { restoredFrom: fromId });
     try {
-      await this.use(session, async (ch) => {
-        const id = uuidv4();
-        for (let off = 0; off < data.length; off += EXTRACT_CHUNK) {
-          const more = off + EXTRACT_CHUNK < data.length;
-          const piece = data.subarray(off, off + EXTRACT_CHUNK).toString('base64');
-          await this.call(ch, { op: 'extract', id, dataB64: piece, more, maxBytes: Math.max(this.opts.maxArchiveBytes, data.length) });
-        }
-      });
+      await this.op(session, { op: 'extract', size: data.length, maxBytes: Math.max(this.opts.maxArchiveBytes, data.length) }, { data });
     } catch (err) {
       await this.opts.sessions.runtime(session.host).remove(session.containerId).catch(() => undefined);
       await this.opts.sessions.store.purge(session).catch(() => undefined);
@@ -480,12 +459,8 @@ export class SessionFiles {
     return removed;
   }
 
-  /** Closes the channels this service opened (not the ones it was given). */
-  async close(): Promise<void> {
-    for (const t of this.idle.values()) clearTimeout(t);
-    this.idle.clear();
-    await Promise.all([...this.owned].map((p) => p.closeAll()));
-  }
+  /** Nothing to release: every file operation is its own process. Kept for the callers' shutdown paths. */
+  async close(): Promise<void> {}
 }
 
 function counter<L extends string>(registry: Registry | undefined, name: string, help: string, labelNames: L[]): Counter<L> {
