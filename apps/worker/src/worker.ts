@@ -53,7 +53,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
   const runtime = core.sessions.runtime(host);
   const channels = new KernelChannelPool(runtime);
   // Archives expired sessions' files (reaper -> beforeTerminate) and deletes archives past their time.
-  files = createSessionFiles(config, { sessions: core.sessions, redis: core.redis, logger, metrics, channels: new Map([[host, channels]]) });
+  files = createSessionFiles(config, { sessions: core.sessions, redis: core.redis, logger, metrics });
   const archiveSweep = setInterval(
     () => void files!.sweepArchives().catch((err) => logger.warn({ err: (err as Error).message }, 'archive sweep failed')),
     Math.max(config.reaperIntervalMs, Math.min(60_000, config.archiveSeconds * 250)),

@@ -167,6 +167,13 @@ export class ExecutionStore {
     return res![0][1] as string;
   }
 
+  /** Several events in one transaction, in order. */
+  async appendEvents(executionId: string, evs: ExecutionEvent[]): Promise<void> {
+    const m = this.redis.multi();
+    for (const ev of evs) this.queueAppendEvent(m, executionId, ev);
+    throwOnMultiError(await m.exec());
+  }
+
   /** Saves the final record and its `done` event in one round trip, then notifies listeners. */
   async finish(rec: ExecutionRecord): Promise<void> {
     await this.queueFinish(this.redis.multi(), rec).exec().then(throwOnMultiError);

@@ -9,7 +9,7 @@ import type { Config } from './config';
 import { NotFoundError, SessionboxError, UnavailableError, ValidationError } from './errors';
 import { InvalidPathError, checkFilePath } from './file-path';
 import type { ContainerRuntime, ExecProcess } from './container-runtime';
-import type { KernelChannelPool, KernelEvent } from './kernel-channel';
+import type { KernelEvent } from './kernel-channel';
 import { Keys } from './keys';
 import type { Metrics } from './metrics';
 import { mimeTypeOf } from './mime';
@@ -83,8 +83,6 @@ export interface SessionFilesOptions {
   archiveDir: string;
   logger: Logger;
   metrics?: Metrics;
-  /** Ignored: file operations no longer use the attached stream (each is its own `docker exec`). */
-  channels?: Map<string, KernelChannelPool>;
   requestTimeoutMs?: number;
 }
 
@@ -484,7 +482,7 @@ export function sessionFilesHooks(get: () => SessionFiles | undefined): Pick<Ses
 
 export function createSessionFiles(
   config: Config,
-  deps: { sessions: SessionService; redis: Redis; logger: Logger; metrics?: Metrics; channels?: Map<string, KernelChannelPool> },
+  deps: { sessions: SessionService; redis: Redis; logger: Logger; metrics?: Metrics },
 ): SessionFiles {
   return new SessionFiles({
     ...deps,
