@@ -1,15 +1,10 @@
-import { docker, namespaceContainers, pngSize, startSystem, type TestSystem } from './helpers/system';
+import { docker, namespaceContainers, pngSize, useSystem } from './helpers/system';
 
-let sys: TestSystem;
+const sys = useSystem();
 let sid: string;
 
 beforeAll(async () => {
-  sys = await startSystem();
   sid = (await sys.http.createSession()).id;
-});
-afterAll(async () => {
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
 });
 
 describe('executions', () => {

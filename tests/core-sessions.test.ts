@@ -1,14 +1,6 @@
-import { docker, namespaceContainers, pngSize, sleep, startSystem, waitFor, type TestSystem } from './helpers/system';
+import { docker, namespaceContainers, sleep, startSystem, useSystem, waitFor } from './helpers/system';
 
-let sys: TestSystem;
-
-beforeAll(async () => {
-  sys = await startSystem();
-});
-afterAll(async () => {
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
-});
+const sys = useSystem();
 
 describe('sessions', () => {
   test('POST /v1/sessions makes one labelled container with engine-enforced limits', async () => {

@@ -1,14 +1,6 @@
-import { namespaceContainers, pngSize, startSystem, type TestSystem } from './helpers/system';
+import { namespaceContainers, pngSize, useSystem } from './helpers/system';
 
-let sys: TestSystem;
-
-beforeAll(async () => {
-  sys = await startSystem();
-});
-afterAll(async () => {
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
-});
+const sys = useSystem();
 
 /** Each drop-in call runs in a session of its own that is gone by the time the answer arrives. */
 async function expectNoContainerLeft() {

@@ -1,16 +1,11 @@
 import { parseSse } from '@sessionbox/client';
-import { namespaceContainers, pngSize, startSystem, waitFor, type TestSystem } from './helpers/system';
+import { namespaceContainers, pngSize, useSystem, waitFor } from './helpers/system';
 
-let sys: TestSystem;
+const sys = useSystem();
 let sid: string;
 
 beforeAll(async () => {
-  sys = await startSystem();
   sid = (await sys.http.createSession()).id;
-});
-afterAll(async () => {
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
 });
 
 interface Received {

@@ -7,7 +7,7 @@ import {
   trimMiddle,
   type Execution,
 } from '@sessionbox/core';
-import { namespaceContainers, pngSize, startSystem, type TestSystem } from './helpers/system';
+import { namespaceContainers, pngSize, startSystem, useSystem, type TestSystem } from './helpers/system';
 
 const OPTS = { timeoutMs: 30_000, ttlSeconds: 600 };
 
@@ -149,15 +149,7 @@ describe('tool definition and call shapes (pure)', () => {
 });
 
 describe('tool endpoints (real api + worker + Docker)', () => {
-  let sys: TestSystem;
-
-  beforeAll(async () => {
-    sys = await startSystem();
-  });
-  afterAll(async () => {
-    await sys.stop();
-    expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
-  });
+  const sys = useSystem();
 
   test('GET /v1/tools gives the OpenAI form by default, the Anthropic form on request', async () => {
     const oa = await sys.http.get('/v1/tools');

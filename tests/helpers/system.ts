@@ -141,3 +141,25 @@ export function pngSize(buf: Buffer): { width: number; height: number } {
   if (buf.subarray(0, 8).toString('hex') !== '89504e470d0a1a0a') throw new Error('not a PNG');
   return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
 }
+
+/**
+ * Starts a system before the file's tests and stops it after, checking that none of its containers
+ * is left; the returned object stands for the running system.
+ */
+export function useSystem(env: Record<string, string> = {}, opts: { worker?: boolean } = {}): TestSystem {
+  let current: TestSystem | null = null;
+  beforeAll(async () => {
+    current = await startSystem(env, opts);
+  });
+  afterAll(async () => {
+    if (!current) return;
+    await current.stop();
+    expect(await namespaceContainers(current.config.namespace)).toHaveLength(0);
+  });
+  return new Proxy({} as TestSystem, {
+    get(_, key) {
+      if (!current) throw new Error('the test system is not started yet (use it inside tests or hooks)');
+      return current[key as keyof TestSystem];
+    },
+  });
+}

@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves it out
 
-from safefs import DEFAULT_MAX_FILE_BYTES, FileError, WorkDir, int_field  # noqa: E402
+from safefs import DEFAULT_MAX_FILE_BYTES, FileError, WorkDir, encode_event, int_field, write_all  # noqa: E402
 
 MAX_REQUEST_LINE = 1 << 20
 DEFAULT_TIMEOUT_MS = 600_000
@@ -39,14 +39,7 @@ class Ops:
         self.work = WorkDir(os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work")))
 
     def emit(self, event):
-        event = {"ev": event.pop("ev"), "id": self.id, **event}
-        try:
-            line = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates, e.g. from odd file names
-            line = json.dumps(event, separators=(",", ":")).encode("ascii")
-        data = memoryview(line + b"\n")
-        while data:
-            data = data[os.write(self.out_fd, data):]
+        write_all(self.out_fd, encode_event({"ev": event.pop("ev"), "id": self.id, **event}))
 
     def send_chunk(self, data):
         self.emit({"ev": "file_chunk", "dataB64": base64.b64encode(data).decode("ascii")})

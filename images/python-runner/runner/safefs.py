@@ -7,6 +7,7 @@ leaves the work directory; only regular files are read or written.
 """
 
 import errno
+import json
 import os
 import stat
 
@@ -63,6 +64,15 @@ def os_error(exc, path):
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return FileError("too_large", f"{path}: no space left in the work directory")
     return FileError("bad_request", f"{path}: {exc.strerror or exc}")
+
+
+def encode_event(event):
+    """One protocol line: compact JSON (UTF-8; ASCII escapes when a name holds lone surrogates)."""
+    try:
+        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(event, separators=(",", ":")).encode("ascii")
+    return line + b"\n"
 
 
 def write_all(fd, data):

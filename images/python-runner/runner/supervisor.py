@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 
-from safefs import FileError, WorkDir, int_field
+from safefs import FileError, WorkDir, encode_event, int_field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKDIR = os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work"))
@@ -515,11 +515,7 @@ class Supervisor:
     # -- events ---------------------------------------------------------------------------
 
     def emit(self, event):
-        try:
-            line = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates, e.g. from odd file names
-            line = json.dumps(event, separators=(",", ":")).encode("ascii")
-        data = memoryview(line + b"\n")
+        data = memoryview(encode_event(event))
         while data:
             try:
                 data = data[os.write(self.out_fd, data):]
