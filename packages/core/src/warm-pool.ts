@@ -1,3 +1,4 @@
+import { cpus } from 'node:os';
 import { v4 as uuidv4 } from 'uuid';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -9,6 +10,7 @@ import { Labels, namespaceFilter } from './labels';
 import type { Metrics } from './metrics';
 import { DEFAULT_LIMITS } from './schemas';
 import { sessionContainerName, sessionLabels } from './session-service';
+import { withTimeout } from './system';
 
 /** One element of the pool list `Keys.pool(host)`. */
 export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });
@@ -19,8 +21,16 @@ export const WarmPoolSettings = z.object({
   size: z.number().int().min(0).max(1000),
   /** A container listed longer than this is replaced (and never handed out). */
   maxAgeMs: z.number().int().min(1000),
-  /** Containers being made at once (each one's kernel import costs about a second of CPU). */
-  fillConcurrency: z.number().int().min(1).max(16).default(2),
+  /**
+   * Containers being made at once. Each kernel's imports cost about a second of CPU, so the default
+   * (half the cores, 1 on a 2-core machine) leaves room for the sessions already running.
+   */
+  fillConcurrency: z
+    .number()
+    .int()
+    .min(1)
+    .max(16)
+    .default(() => Math.max(1, Math.min(4, Math.floor(cpus().length / 2)))),
   /** How often the list length is checked for refills. */
   refillIntervalMs: z.number().int().min(10).default(200),
   /** How often listed containers are checked against the engine and for age. */
@@ -75,6 +85,9 @@ export class WarmPool {
   private lastCheck = 0;
   private ticking: Promise<void> | null = null;
   private stopped = true;
+  /** Consecutive failures (of a tick or a creation): refills back off instead of hammering a sick engine or Redis. */
+  private failures = 0;
+  private backoffUntil = 0;
 
   constructor(readonly opts: WarmPoolOptions) {
     this.settings = WarmPoolSettings.parse(opts);
@@ -93,10 +106,10 @@ export class WarmPool {
     this.opts.logger.info({ host: this.host, size: this.settings.size, maxAgeMs: this.settings.maxAgeMs }, 'warm pool started');
     const loop = () => {
       this.ticking = this.tick()
-        .catch((err) => this.opts.logger.warn({ host: this.host, err: errMsg(err) }, 'warm pool tick failed'))
+        .catch((err) => this.failed(err, 'warm pool tick failed'))
         .finally(() => {
           this.ticking = null;
-          if (!this.stopped) this.timer = setTimeout(loop, this.settings.refillIntervalMs);
+          if (!this.stopped) this.timer = setTimeout(loop, Math.max(this.settings.refillIntervalMs, this.backoffUntil - Date.now()));
         });
     };
     loop();
@@ -117,7 +130,7 @@ export class WarmPool {
       this.lastCheck = now;
       await this.retire(now);
     }
-    while (!this.stopped && this.inFlight.size < this.settings.fillConcurrency) {
+    while (!this.stopped && this.inFlight.size < this.settings.fillConcurrency && Date.now() >= this.backoffUntil) {
       const token = uuidv4();
       const ok = await this.opts.redis.eval(
         RESERVE,
@@ -131,11 +144,21 @@ export class WarmPool {
       );
       if (ok !== 1) break;
       const p: Promise<void> = this.fill(token)
-        .catch((err) => this.opts.logger.warn({ host: this.host, err: errMsg(err) }, 'warm container not made'))
+        .then(() => void (this.failures = 0))
+        .catch((err) => {
+          if (!this.stopped) this.failed(err, 'warm container not made');
+        })
         .finally(() => this.inFlight.delete(p));
       this.inFlight.add(p);
     }
     this.opts.metrics?.poolSize.set({ host: this.host }, await this.opts.redis.llen(this.listKey));
+  }
+
+  private failed(err: unknown, what: string) {
+    this.failures++;
+    const waitMs = Math.min(30_000, 250 * 2 ** Math.min(this.failures, 7));
+    this.backoffUntil = Date.now() + waitMs;
+    this.opts.logger.warn({ host: this.host, err: errMsg(err), failures: this.failures, retryInMs: waitMs }, what);
   }
 
   /** Makes one container in a reserved slot and lists it once its kernel is ready. */
@@ -222,7 +245,8 @@ export class WarmPool {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.ticking;
-    await Promise.allSettled([...this.inFlight]);
+    // A creation that outlives this wait still removes its own container when it sees the stop.
+    await withTimeout(Promise.allSettled([...this.inFlight]), 15_000).catch(() => undefined);
     if (opts.drain === false) return;
     for (;;) {
       const raw = await this.opts.redis.lpop(this.listKey).catch(() => null);
