@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 bash scripts/ensure-infra.sh
+# Four warm containers for default-limit sessions (~90 MB each); SESSIONBOX_POOL_SIZE=0 turns the pool off.
+export SESSIONBOX_POOL_SIZE="${SESSIONBOX_POOL_SIZE:-4}"
 port="${SESSIONBOX_PORT:-8000}"
 host="${SESSIONBOX_HOST:-127.0.0.1}"
 pids=()

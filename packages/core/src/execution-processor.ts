@@ -1,7 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { Logger } from 'pino';
 import type { ExecutionQueues } from './execution-queue';
-import type { ExecutionRecord, ExecutionStore } from './execution-store';
+import type { ExecutionEvent, ExecutionRecord, ExecutionStore } from './execution-store';
 import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from './kernel-channel';
 import type { Metrics } from './metrics';
 import { mimeTypeOf } from './mime';
@@ -37,6 +37,9 @@ interface DoneEvent extends KernelEvent {
   files: { path: string; size: number; mtimeMs: number }[];
   notes: string[];
 }
+
+/** How long output chunks wait for company before they are stored (the supervisor already coalesces ≤ 20 ms). */
+const OUTPUT_BATCH_MS = 2;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -151,10 +154,30 @@ export class ExecutionProcessor {
     throwOnMultiError(await begin.exec());
     metrics?.queueWaitSeconds.observe((rec.startedAt - rec.queuedAt) / 1000);
 
-    // Events are persisted strictly in arrival order, without holding up the stream.
+    // Events are persisted strictly in arrival order, without holding up the stream. Output chunks
+    // that arrive together (within OUTPUT_BATCH_MS) share one transaction; those still pending when
+    // the run ends ride along with the final record.
     let chain: Promise<unknown> = Promise.resolve();
+    let pending: ExecutionEvent[] = [];
+    let flushTimer: NodeJS.Timeout | null = null;
+    const warn = (err: unknown) => log.warn({ err: (err as Error).message }, 'event not stored');
+    const flush = () => {
+      if (flushTimer) clearTimeout(flushTimer);
+      flushTimer = null;
+      if (pending.length === 0) return;
+      const batch = pending;
+      pending = [];
+      chain = chain.then(() => executions.appendEvents(rec.id, batch)).catch(warn);
+    };
     const onEvent = (e: KernelEvent) => {
-      chain = chain.then(() => this.onKernelEvent(rec, e)).catch((err) => log.warn({ err: (err as Error).message }, 'event not stored'));
+      if (e.ev === 'stdout' || e.ev === 'stderr') {
+        const ev = this.takeOutput(rec, e);
+        if (ev) pending.push(ev);
+        flushTimer ??= setTimeout(flush, OUTPUT_BATCH_MS);
+      } else if (e.ev === 'figure') {
+        flush();
+        chain = chain.then(() => this.onFigure(rec, e)).catch(warn);
+      }
     };
 
     let done: DoneEvent | null = null;
@@ -181,6 +204,10 @@ export class ExecutionProcessor {
       lostReason = await this.diagnoseContainer(session);
       log.warn({ reason: lostReason, err: (err as Error).message }, 'session container lost during a run');
     }
+    // No event follows the end: what is still pending goes out with the final record, after the rest.
+    if (flushTimer) clearTimeout(flushTimer);
+    const tail = pending;
+    pending = [];
     await chain;
 
     const finishedAt = Date.now();
@@ -214,13 +241,16 @@ export class ExecutionProcessor {
       // One transaction, and the session is `ready` with its turn moved before the final record is
       // published: a caller who has the result can submit the next cell and it runs at once.
       const end = executions.multi();
+      for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
       sessions.store.queueSetStatusIfLive(end, rec.sessionId, 'ready');
       sessions.store.queueTouch(end, rec.sessionId, finishedAt);
       sessions.store.queueAdvanceTurn(end, rec.sessionId, rec.seq);
       executions.queueFinish(end, rec);
       throwOnMultiError(await end.exec());
     } else {
-      await executions.finish(rec);
+      const end = executions.multi();
+      for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
+      throwOnMultiError(await executions.queueFinish(end, rec).exec());
       await sessions.terminate(session, lostReason ?? 'container_gone').catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
       await sessions.store.advanceTurn(rec.sessionId, rec.seq);
     }
@@ -231,21 +261,24 @@ export class ExecutionProcessor {
     log.info({ status: rec.status, cause: rec.cause ?? null, queueMs: rec.startedAt! - rec.queuedAt, runMs: finishedAt - rec.startedAt! }, 'execution finished');
   }
 
-  private async onKernelEvent(rec: ExecutionRecord, e: KernelEvent) {
-    const { executions, maxOutputBytes } = this.opts;
-    if (e.ev === 'stdout' || e.ev === 'stderr') {
-      const data = typeof e.data === 'string' ? e.data : '';
-      // The supervisor caps output; this is a second fence in case it is subverted.
-      const cur = e.ev === 'stdout' ? rec.stdout : rec.stderr;
-      if (cur.length > maxOutputBytes * 2) {
-        if (e.ev === 'stdout') rec.stdoutTruncated = true;
-        else rec.stderrTruncated = true;
-        return;
-      }
-      if (e.ev === 'stdout') rec.stdout += data;
-      else rec.stderr += data;
-      await executions.appendEvent(rec.id, { type: e.ev, data });
-    } else if (e.ev === 'figure' && typeof e.pngB64 === 'string') {
+  /** Adds an output chunk to the record; returns the event to store, or null past the cap. */
+  private takeOutput(rec: ExecutionRecord, e: KernelEvent): ExecutionEvent | null {
+    const data = typeof e.data === 'string' ? e.data : '';
+    // The supervisor caps output; this is a second fence in case it is subverted.
+    const cur = e.ev === 'stdout' ? rec.stdout : rec.stderr;
+    if (cur.length > this.opts.maxOutputBytes * 2) {
+      if (e.ev === 'stdout') rec.stdoutTruncated = true;
+      else rec.stderrTruncated = true;
+      return null;
+    }
+    if (e.ev === 'stdout') rec.stdout += data;
+    else rec.stderr += data;
+    return { type: e.ev as 'stdout' | 'stderr', data };
+  }
+
+  private async onFigure(rec: ExecutionRecord, e: KernelEvent) {
+    const { executions } = this.opts;
+    if (typeof e.pngB64 === 'string') {
       if (rec.figures.length >= this.opts.maxFigures) return;
       const png = Buffer.from(e.pngB64, 'base64');
       if (png.length < 24 || png.subarray(1, 4).toString('latin1') !== 'PNG') return;
