@@ -292,11 +292,22 @@ export class ExecutionProcessor {
     }
   }
 
-  /** Why a container stopped answering: gone, out of memory, or exited. */
+  /**
+   * Why a container stopped answering: gone, out of memory, or exited. A container that is gone may
+   * have been removed on purpose (DELETE, TTL, cleanup): the remover records why right after removing
+   * it, so that reason wins when it shows up within a moment.
+   */
   private async diagnoseContainer(session: SessionRecord): Promise<string> {
     try {
       const info = await this.opts.sessions.runtime(session.host).inspect(session.containerId);
-      if (!info) return 'container_gone';
+      if (!info) {
+        for (let i = 0; i < 10; i++) {
+          const rec = await this.opts.sessions.store.get(session.id);
+          if (rec?.status === 'terminated') return rec.terminationReason ?? 'terminated';
+          await sleep(100);
+        }
+        return 'container_gone';
+      }
       if (info.oomKilled) return 'oom';
       if (!info.running) return 'container_exited';
       return 'container_unresponsive';
