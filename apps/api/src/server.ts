@@ -12,10 +12,7 @@ import {
   createRuntimes,
   closeRedis,
   warmClaimer,
-  createSessionFiles,
-  sessionFilesHooks,
   type Config,
-  type SessionFiles,
 } from '@sessionbox/core';
 import type { Logger } from 'pino';
 import { createApp, type RouterFactory } from './app';
@@ -32,13 +29,12 @@ export interface RunningApi {
 export async function startApi(config: Config, opts: { logger?: Logger; extra?: RouterFactory[] } = {}): Promise<RunningApi> {
   const logger = opts.logger ?? createLogger('sessionbox-api', config.logLevel);
   const metrics = createMetrics({ defaultMetrics: true });
-  let files: SessionFiles | undefined;
   const redis = createRedis(config.redisUrl);
   const runtimes = createRuntimes(config);
   // Default-limit sessions take a warm container when a worker keeps a pool (SESSIONBOX_POOL_SIZE).
   const claimWarm = warmClaimer({ redis, runtimes, namespace: config.namespace, maxAgeMs: config.poolMaxAgeSeconds * 1000, logger });
-  const core = createCore(config, { logger, metrics, redis, runtimes, sessionHooks: { ...sessionFilesHooks(() => files), claimWarm } });
-  files = createSessionFiles(config, { sessions: core.sessions, redis: core.redis, logger, metrics });
+  const core = createCore(config, { logger, metrics, redis, runtimes, files: true, sessionHooks: { claimWarm } });
+  const files = core.files!;
   const subscriber = createRedis(config.redisUrl, { forBullmq: true });
   const events = new ExecutionEvents(subscriber, config.namespace);
   const queues = new ExecutionQueues(createRedis(config.redisUrl, { forBullmq: true }), config.namespace);

@@ -16,10 +16,7 @@ import {
   withTimeout,
   reconcileOnStart,
   type CleanupSummary,
-  createSessionFiles,
-  sessionFilesHooks,
   type Config,
-  type SessionFiles,
   type CoreParts,
   type ExecutionJobData,
   type Metrics,
@@ -47,15 +44,14 @@ export interface RunningWorker {
 export async function startWorker(config: Config, opts: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = opts.logger ?? createLogger('sessionbox-worker', config.logLevel);
   const metrics = createMetrics({ defaultMetrics: true });
-  let files: SessionFiles | undefined;
-  const core = createCore(config, { logger, metrics, sessionHooks: sessionFilesHooks(() => files) });
+  // Files: archives expired sessions' files (reaper -> beforeTerminate) and deletes archives past their time.
+  const core = createCore(config, { logger, metrics, files: true });
+  const files = core.files!;
   const host = config.workerHost;
   const runtime = core.sessions.runtime(host);
   const channels = new KernelChannelPool(runtime);
-  // Archives expired sessions' files (reaper -> beforeTerminate) and deletes archives past their time.
-  files = createSessionFiles(config, { sessions: core.sessions, redis: core.redis, logger, metrics });
   const archiveSweep = setInterval(
-    () => void files!.sweepArchives().catch((err) => logger.warn({ err: (err as Error).message }, 'archive sweep failed')),
+    () => void files.sweepArchives().catch((err) => logger.warn({ err: (err as Error).message }, 'archive sweep failed')),
     Math.max(config.reaperIntervalMs, Math.min(60_000, config.archiveSeconds * 250)),
   );
   archiveSweep.unref();
@@ -170,7 +166,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
       await pool?.stop();
       await reconciled;
       clearInterval(archiveSweep);
-      await files?.close();
+      await files.close();
       await withTimeout(worker.close(), 30_000, 'worker close').catch(() => worker.close(true));
       await closeRedis(workerConnection);
       await queues.close();

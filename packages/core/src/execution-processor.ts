@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { v4 as uuidv4 } from 'uuid';
 import type { Logger } from 'pino';
 import type { ExecutionQueues } from './execution-queue';
@@ -5,7 +6,7 @@ import type { ExecutionEvent, ExecutionRecord, ExecutionStore } from './executio
 import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from './kernel-channel';
 import type { Metrics } from './metrics';
 import { mimeTypeOf } from './mime';
-import type { Execution } from './schemas';
+import { TERMINAL_STATUSES, type Execution } from './schemas';
 import type { SessionService } from './session-service';
 import { throwOnMultiError, type SessionRecord } from './session-store';
 
@@ -41,7 +42,6 @@ interface DoneEvent extends KernelEvent {
 /** How long output chunks wait for company before they are stored (the supervisor already coalesces ≤ 20 ms). */
 const OUTPUT_BATCH_MS = 2;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * PNG bytes one execution may store (the supervisor applies the same cap). A second fence: under
@@ -93,7 +93,7 @@ export class ExecutionProcessor {
   private async skipDeadPredecessor(sessionId: string, turn: number) {
     const predId = await this.opts.executions.idForSeq(sessionId, turn);
     const pred = predId ? await this.opts.executions.get(predId) : null;
-    let dead = !pred || pred.status === 'succeeded' || pred.status === 'failed' || pred.status === 'timed_out';
+    let dead = !pred || TERMINAL_STATUSES.has(pred.status);
     if (!dead && pred && pred.status === 'queued') {
       const state = await this.opts.queues.forHost(this.opts.host).getJobState(pred.id);
       dead = state === 'unknown' || state === 'failed' || state === 'completed';
@@ -131,7 +131,6 @@ export class ExecutionProcessor {
       cause,
       error: { name, value, traceback: `${name}: ${value}` },
       finishedAt: now,
-      startedAt: rec.startedAt ?? null,
     });
     await this.opts.executions.finish(rec);
     await this.opts.sessions.store.advanceTurn(rec.sessionId, rec.seq);

@@ -6,6 +6,7 @@ import { DockerRuntime } from './docker-runtime';
 import { ExecutionStore } from './execution-store';
 import { KeyLimits } from './key-limits';
 import type { Metrics } from './metrics';
+import { createSessionFiles, sessionFilesHooks, type SessionFiles } from './session-files';
 import { SessionService, type SessionServiceOptions } from './session-service';
 import { SessionStore } from './session-store';
 
@@ -16,6 +17,8 @@ export interface CoreParts {
   sessionStore: SessionStore;
   executionStore: ExecutionStore;
   sessions: SessionService;
+  /** Present when asked for (`files: true`): api and worker, which archive and restore files. */
+  files: SessionFiles | null;
 }
 
 export function createRedis(url: string, opts: { forBullmq?: boolean } = {}): Redis {
@@ -43,8 +46,13 @@ export function createCore(
     redis?: Redis;
     runtimes?: Map<string, ContainerRuntime>;
     sessionHooks?: Pick<SessionServiceOptions, 'claimWarm' | 'beforeTerminate' | 'goneDetails'>;
+    /** Also make the SessionFiles service and hook it into the session lifecycle (archive on expiry, 410 details). */
+    files?: boolean;
   },
 ): CoreParts {
+  // SessionFiles needs the SessionService, whose hooks need SessionFiles: the hooks look it up late.
+  let files: SessionFiles | null = null;
+  const filesHooks = deps.files ? sessionFilesHooks(() => files ?? undefined) : {};
   const redis = deps.redis ?? createRedis(config.redisUrl);
   const runtimes = deps.runtimes ?? createRuntimes(config);
   const sessionStore = new SessionStore({ redis, namespace: config.namespace, tombstoneSeconds: config.tombstoneSeconds });
@@ -68,9 +76,11 @@ export function createCore(
       defaults: { maxSessions: config.keyMaxSessions, executionsPerMinute: config.keyExecutionsPerMinute },
       logger: deps.logger,
     }),
+    ...filesHooks,
     ...deps.sessionHooks,
   });
-  return { config, redis, runtimes, sessionStore, executionStore, sessions };
+  if (deps.files) files = createSessionFiles(config, { sessions, redis, logger: deps.logger, metrics: deps.metrics });
+  return { config, redis, runtimes, sessionStore, executionStore, sessions, files };
 }
 
 /** Quits when connected, drops the socket otherwise: a close must never wait on a Redis that is down. */

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { cpus } from 'node:os';
 import { v4 as uuidv4 } from 'uuid';
 import type { Redis } from 'ioredis';
@@ -65,7 +66,6 @@ if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 return 1`;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const errMsg = (err: unknown) => (err as Error)?.message ?? String(err);
 
 /**
