@@ -247,11 +247,12 @@ export class ExecutionProcessor {
       executions.queueFinish(end, rec);
       throwOnMultiError(await end.exec());
     } else {
+      // The session ends before the result is published: a caller who reads it and calls again gets the 410.
+      await sessions.terminate(session, lostReason ?? 'container_gone').catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
       const end = executions.multi();
       for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
+      sessions.store.queueAdvanceTurn(end, rec.sessionId, rec.seq);
       throwOnMultiError(await executions.queueFinish(end, rec).exec());
-      await sessions.terminate(session, lostReason ?? 'container_gone').catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
-      await sessions.store.advanceTurn(rec.sessionId, rec.seq);
     }
     metrics?.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
     metrics?.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
