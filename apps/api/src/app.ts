@@ -1,7 +1,7 @@
 import express, { type Express } from 'express';
 import { NotFoundError } from '@sessionbox/core';
 import { authenticate } from './auth';
-import type { ApiContext } from './context';
+import type { ApiContext, RouterFactory } from './context';
 import { errorHandler } from './http';
 import { docsRouter } from './routes/docs';
 import { executionsRouter } from './routes/executions';
@@ -10,7 +10,6 @@ import { healthRouter } from './routes/health';
 import { sessionsRouter } from './routes/sessions';
 
 /** Extra routers (tools, MCP, files, drop-ins…) mount here, each as `(ctx) => Router`. */
-export type RouterFactory = (ctx: ApiContext) => express.Router;
 
 export function createApp(ctx: ApiContext, extra: RouterFactory[] = []): Express {
   const app = express();

@@ -1,3 +1,4 @@
+import type { Router } from 'express';
 import type { Logger } from 'pino';
 import type { Config, CoreParts, ExecutionEvents, ExecutionQueues, ExecutionService, Metrics, SessionFiles } from '@sessionbox/core';
 
@@ -13,3 +14,6 @@ export interface ApiContext {
   /** Files in and out of sessions, archives and restores (routes/files.ts, restoreFrom, MCP). */
   files: SessionFiles;
 }
+
+/** One router per feature area, built from the shared context (see routers.ts). */
+export type RouterFactory = (ctx: ApiContext) => Router;

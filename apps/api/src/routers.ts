@@ -1,5 +1,5 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
-import type { RouterFactory } from './app';
+import type { RouterFactory } from './context';
 import { eventsRouter } from './routes/events';
 import { filesRouter, registerFilesPaths } from './routes/files';
 import { dropinRouter, registerDropinPaths } from './routes/dropin';

@@ -15,7 +15,8 @@ import {
   type Config,
 } from '@sessionbox/core';
 import type { Logger } from 'pino';
-import { createApp, type RouterFactory } from './app';
+import { createApp } from './app';
+import type { RouterFactory } from './context';
 import type { ApiContext } from './context';
 import { extraRouters } from './routers';
 

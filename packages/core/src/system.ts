@@ -1,14 +1,14 @@
 import IORedis, { type Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Config } from './config';
-import type { ContainerRuntime } from './container-runtime';
-import { DockerRuntime } from './docker-runtime';
-import { ExecutionStore } from './execution-store';
-import { KeyLimits } from './key-limits';
-import type { Metrics } from './metrics';
-import { createSessionFiles, sessionFilesHooks, type SessionFiles } from './session-files';
-import { SessionService, type SessionServiceOptions } from './session-service';
-import { SessionStore } from './session-store';
+import type { Config } from './infra/config';
+import type { ContainerRuntime } from './runtime/container-runtime';
+import { DockerRuntime } from './runtime/docker-runtime';
+import { ExecutionStore } from './executions/execution-store';
+import { KeyLimits } from './auth/key-limits';
+import type { Metrics } from './infra/metrics';
+import { createSessionFiles, sessionFilesHooks, type SessionFiles } from './files/session-files';
+import { SessionService, type SessionServiceOptions } from './sessions/session-service';
+import { SessionStore } from './sessions/session-store';
 
 export interface CoreParts {
   config: Config;

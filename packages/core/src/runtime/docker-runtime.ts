@@ -12,7 +12,7 @@ import type {
   ExecProcess,
   SessionContainerSpec,
 } from './container-runtime';
-import { UnavailableError } from './errors';
+import { UnavailableError } from '../errors/errors';
 
 export interface DockerRuntimeOptions {
   hostName: string;

@@ -2,13 +2,13 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { ContainerInfo, ContainerRuntime } from './container-runtime';
-import type { ExecutionJobData } from './execution-queue';
-import type { ExecutionStore } from './execution-store';
-import { Keys } from './keys';
-import { Labels } from './labels';
-import type { Metrics } from './metrics';
-import type { SessionService } from './session-service';
+import type { ContainerInfo, ContainerRuntime } from '../runtime/container-runtime';
+import type { ExecutionJobData } from '../executions/execution-queue';
+import type { ExecutionStore } from '../executions/execution-store';
+import { Keys } from '../infra/keys';
+import { Labels } from '../runtime/labels';
+import type { Metrics } from '../infra/metrics';
+import type { SessionService } from '../sessions/session-service';
 import {
   SessionInventory,
   containerBornAt,
@@ -18,7 +18,7 @@ import {
   sameContainer,
   type PoolListEntry,
 } from './session-inventory';
-import { throwOnMultiError, type SessionRecord } from './session-store';
+import { throwOnMultiError, type SessionRecord } from '../sessions/session-store';
 
 /**
  * What a cleanup pass can find:

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import type { ContainerRuntime } from './container-runtime';
-import { Labels, namespaceFilter } from './labels';
-import type { Metrics } from './metrics';
-import type { SessionService } from './session-service';
+import type { ContainerRuntime } from '../runtime/container-runtime';
+import { Labels, namespaceFilter } from '../runtime/labels';
+import type { Metrics } from '../infra/metrics';
+import type { SessionService } from '../sessions/session-service';
 
 export interface ReaperOptions {
   sessions: SessionService;

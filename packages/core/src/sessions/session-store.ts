@@ -1,6 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { Keys } from './keys';
-import type { Limits, Session, SessionStatus } from './schemas';
+import { Keys } from '../infra/keys';
+import type { Limits, Session, SessionStatus } from '../contract/schemas';
 
 export interface SessionRecord {
   id: string;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Execution } from './schemas';
+import { Execution } from '../contract/schemas';
 
 /**
  * The `execute_python` LLM tool, independent of HTTP: its definition for OpenAI and Anthropic

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { loadApiKeys, type ApiKey } from './api-keys';
+import { loadApiKeys, type ApiKey } from '../auth/api-keys';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])

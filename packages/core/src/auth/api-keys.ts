@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { SessionboxError } from './errors';
-import type { Caller } from './session-service';
+import { SessionboxError } from '../errors/errors';
+import type { Caller } from './caller';
 
 /** One tenant: the name owns every session made with the key; limits override the defaults. */
 export interface ApiKey {

@@ -1,7 +1,7 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 import IORedis from 'ioredis';
-import { Keys } from './keys';
-import { closeRedis, withTimeout } from './system';
+import { Keys } from '../infra/keys';
+import { closeRedis, withTimeout } from '../system';
 
 export interface ExecutionJobData {
   executionId: string;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SessionboxError } from './errors';
+import { SessionboxError } from '../errors/errors';
 
 /** Longest path accepted, in UTF-8 bytes (Linux PATH_MAX is 4096; names past this are never legitimate here). */
 export const MAX_FILE_PATH_BYTES = 1024;

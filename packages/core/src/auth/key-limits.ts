@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ApiKey } from './api-keys';
-import { RateLimitedError } from './errors';
-import { Keys } from './keys';
-import type { Caller } from './session-service';
-import type { SessionStore } from './session-store';
+import { RateLimitedError } from '../errors/errors';
+import { Keys } from '../infra/keys';
+import type { Caller } from './caller';
+import type { SessionStore } from '../sessions/session-store';
 
 export interface OwnerLimits {
   /** Live sessions at once; null = no limit. */

@@ -1,7 +1,7 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { Keys } from './keys';
-import type { Execution, ExecutionError, ExecutionStatus } from './schemas';
-import { throwOnMultiError } from './session-store';
+import { Keys } from '../infra/keys';
+import type { Execution, ExecutionError, ExecutionStatus } from '../contract/schemas';
+import { throwOnMultiError } from '../sessions/session-store';
 
 export interface StoredFigure {
   id: string;

@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
-import type { ContainerInfo, ContainerRuntime, ContainerUsage } from './container-runtime';
-import type { ExecutionRecord, ExecutionStore } from './execution-store';
-import { Keys } from './keys';
-import { Labels, namespaceFilter } from './labels';
-import type { SessionRecord, SessionStore } from './session-store';
+import type { ContainerInfo, ContainerRuntime, ContainerUsage } from '../runtime/container-runtime';
+import type { ExecutionRecord, ExecutionStore } from '../executions/execution-store';
+import { Keys } from '../infra/keys';
+import { Labels, namespaceFilter } from '../runtime/labels';
+import type { SessionRecord, SessionStore } from '../sessions/session-store';
 
 /**
  * What an operator sees for one session or one container:

@@ -3,12 +3,12 @@ import { v4 as uuidv4 } from 'uuid';
 import type { Logger } from 'pino';
 import type { ExecutionQueues } from './execution-queue';
 import type { ExecutionEvent, ExecutionRecord, ExecutionStore } from './execution-store';
-import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from './kernel-channel';
-import type { Metrics } from './metrics';
-import { mimeTypeOf } from './mime';
-import { TERMINAL_STATUSES, type Execution } from './schemas';
-import type { SessionService } from './session-service';
-import { throwOnMultiError, type SessionRecord } from './session-store';
+import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
+import type { Metrics } from '../infra/metrics';
+import { mimeTypeOf } from '../files/mime';
+import { TERMINAL_STATUSES, type Execution } from '../contract/schemas';
+import type { SessionService } from '../sessions/session-service';
+import { throwOnMultiError, type SessionRecord } from '../sessions/session-store';
 
 export interface ExecutionProcessorOptions {
   sessions: SessionService;

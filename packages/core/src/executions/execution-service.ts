@@ -1,11 +1,12 @@
 import { v4 as uuidv4 } from 'uuid';
-import { NotFoundError, PayloadTooLargeError, UnavailableError, ValidationError } from './errors';
+import { NotFoundError, PayloadTooLargeError, UnavailableError, ValidationError } from '../errors/errors';
 import type { ExecutionEvents } from './execution-events';
 import type { ExecutionQueues } from './execution-queue';
 import { newExecutionRecord, type ExecutionRecord, type ExecutionStore } from './execution-store';
-import { TERMINAL_STATUSES, type ExecuteBody } from './schemas';
-import type { Caller, SessionService } from './session-service';
-import { throwOnMultiError } from './session-store';
+import { TERMINAL_STATUSES, type ExecuteBody } from '../contract/schemas';
+import type { SessionService } from '../sessions/session-service';
+import type { Caller } from '../auth/caller';
+import { throwOnMultiError } from '../sessions/session-store';
 
 export interface ExecutionServiceOptions {
   sessions: SessionService;

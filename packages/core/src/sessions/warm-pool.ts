@@ -4,14 +4,14 @@ import { v4 as uuidv4 } from 'uuid';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { ContainerRuntime } from './container-runtime';
-import { KernelChannel, type KernelChannelPool, type KernelEvent } from './kernel-channel';
-import { Keys } from './keys';
-import { Labels, namespaceFilter } from './labels';
-import type { Metrics } from './metrics';
-import { DEFAULT_LIMITS } from './schemas';
+import type { ContainerRuntime } from '../runtime/container-runtime';
+import { KernelChannel, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
+import { Keys } from '../infra/keys';
+import { Labels, namespaceFilter } from '../runtime/labels';
+import type { Metrics } from '../infra/metrics';
+import { DEFAULT_LIMITS } from '../contract/schemas';
 import { sessionContainerName, sessionLabels } from './session-service';
-import { withTimeout } from './system';
+import { withTimeout } from '../system';
 
 /** One element of the pool list `Keys.pool(host)`. */
 export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });

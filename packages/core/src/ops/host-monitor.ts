@@ -1,10 +1,10 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Cleanup } from './cleanup';
-import type { ExecutionStore } from './execution-store';
-import type { Metrics } from './metrics';
-import type { SessionService } from './session-service';
-import { withTimeout } from './system';
+import type { ExecutionStore } from '../executions/execution-store';
+import type { Metrics } from '../infra/metrics';
+import type { SessionService } from '../sessions/session-service';
+import { withTimeout } from '../system';
 
 export type HostState = 'unknown' | 'up' | 'down';
 

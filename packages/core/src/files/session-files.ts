@@ -5,17 +5,18 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import type { Config } from './config';
-import { NotFoundError, SessionboxError, UnavailableError, ValidationError } from './errors';
+import type { Config } from '../infra/config';
+import { NotFoundError, SessionboxError, UnavailableError, ValidationError } from '../errors/errors';
 import { InvalidPathError, checkFilePath } from './file-path';
-import type { ContainerRuntime, ExecProcess } from './container-runtime';
-import type { KernelEvent } from './kernel-channel';
-import { Keys } from './keys';
-import type { Metrics } from './metrics';
+import type { ContainerRuntime, ExecProcess } from '../runtime/container-runtime';
+import type { KernelEvent } from '../runtime/kernel-channel';
+import { Keys } from '../infra/keys';
+import type { Metrics } from '../infra/metrics';
 import { mimeTypeOf } from './mime';
-import type { CreateSessionBody, Limits } from './schemas';
-import type { Caller, SessionService, SessionServiceOptions, TerminateOptions } from './session-service';
-import type { SessionRecord } from './session-store';
+import type { CreateSessionBody, Limits } from '../contract/schemas';
+import type { SessionService, SessionServiceOptions, TerminateOptions } from '../sessions/session-service';
+import type { Caller } from '../auth/caller';
+import type { SessionRecord } from '../sessions/session-store';
 
 /**
  * The image's entry point for one file operation (images/python-runner/PROTOCOL.md, "File

@@ -1,12 +1,13 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { Logger } from 'pino';
-import type { ContainerRuntime } from './container-runtime';
-import { NotFoundError, SessionGoneError, UnavailableError } from './errors';
-import type { ExecutionStore } from './execution-store';
-import type { KeyLimits } from './key-limits';
-import { Labels } from './labels';
-import type { Metrics } from './metrics';
-import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from './schemas';
+import type { ContainerRuntime } from '../runtime/container-runtime';
+import { NotFoundError, SessionGoneError, UnavailableError } from '../errors/errors';
+import type { ExecutionStore } from '../executions/execution-store';
+import type { KeyLimits } from '../auth/key-limits';
+import type { Caller } from '../auth/caller';
+import { Labels } from '../runtime/labels';
+import type { Metrics } from '../infra/metrics';
+import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from '../contract/schemas';
 import type { SessionRecord, SessionStore } from './session-store';
 
 export interface SessionServiceOptions {
@@ -36,11 +37,6 @@ export interface TerminateOptions {
   keepFiles?: boolean;
 }
 
-export interface Caller {
-  /** API key name that owns what it creates; `*` sees everything (admin). */
-  owner: string;
-}
-export const ADMIN: Caller = { owner: '*' };
 
 export function sessionContainerName(namespace: string, sessionId: string) {
   return `sessionbox-${namespace}-${sessionId}`;

@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import type { Limits } from './schemas';
+import type { Limits } from '../contract/schemas';
 
 /** What a session container is made of; the runtime turns it into engine settings. */
 export interface SessionContainerSpec {

@@ -1,0 +1,2 @@
+export { UnauthorizedError, ApiKeyring } from './api-keys';
+export type { Caller } from './caller';

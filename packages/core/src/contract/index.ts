@@ -1,0 +1,1 @@
+export { ErrorBody, Limits, CreateSessionBody, SessionStatus, Session, SessionList, ExecuteBody, TERMINAL_STATUSES, Figure, OutputFile, ExecutionError, Execution, QueuedExecution, SessionIdParams, ExecutionParams } from './schemas';

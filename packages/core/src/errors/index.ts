@@ -1,0 +1,1 @@
+export { SessionboxError, ValidationError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, UnavailableError, isSessionboxError } from './errors';

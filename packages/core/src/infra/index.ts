@@ -1,0 +1,7 @@
+export { loadConfig } from './config';
+export type { Config } from './config';
+export { Keys } from './keys';
+export { createLogger } from './logger';
+export { createMetrics } from './metrics';
+export type { Metrics } from './metrics';
+export { runService } from './service-main';

@@ -1,0 +1,3 @@
+export type { ContainerRuntime } from './container-runtime';
+export { DockerRuntime } from './docker-runtime';
+export { KernelChannel, KernelChannelPool } from './kernel-channel';

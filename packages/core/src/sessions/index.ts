@@ -1,0 +1,4 @@
+export { sessionLabels } from './session-service';
+export { toApiSession } from './session-store';
+export type { SessionRecord } from './session-store';
+export { PoolEntry, WarmPool, warmClaimer } from './warm-pool';
