@@ -1,7 +1,11 @@
 export { loadConfig } from './config';
 export type { Config } from './config';
+export { splitList } from './comma-list';
+export { errMsg } from './err-msg';
 export { Keys } from './keys';
 export { createLogger } from './logger';
-export { createMetrics } from './metrics';
+export { createMetrics, disabledMetrics } from './metrics';
+export { CloseSteps } from './close-steps';
+export { TimerLoop } from './timer-loop';
 export type { Metrics } from './metrics';
 export { runService } from './service-main';
