@@ -7,6 +7,8 @@ import { TERMINAL_STATUSES, type ExecuteBody } from '../contract/schemas';
 import type { SessionService } from '../sessions/session-service';
 import type { Caller } from '../auth/caller';
 import { throwOnMultiError } from '../sessions/session-store';
+import { coalesce } from '../infra/coalesce';
+import { errMsg } from '../infra/err-msg';
 
 export interface ExecutionServiceOptions {
   sessions: SessionService;
@@ -45,7 +47,7 @@ export class ExecutionService {
       // Nothing half-made: the record goes, and the turn moves on so later runs are not held up.
       await this.opts.executions.discard(rec).catch(() => undefined);
       await this.opts.sessions.store.advanceTurn(sessionId, seq).catch(() => undefined);
-      throw new UnavailableError('queue_unavailable', `could not queue the execution: ${(err as Error).message}`);
+      throw new UnavailableError('queue_unavailable', `could not queue the execution: ${errMsg(err)}`);
     }
     return rec;
   }
@@ -61,8 +63,6 @@ export class ExecutionService {
   waitForEnd(executionId: string, maxWaitMs: number, signal?: AbortSignal): Promise<ExecutionRecord | null> {
     return new Promise((resolve, reject) => {
       let settled = false;
-      let checking = false;
-      let again = false;
       const finish = (r: ExecutionRecord | null, err?: unknown) => {
         if (settled) return;
         settled = true;
@@ -72,24 +72,15 @@ export class ExecutionService {
         if (err) reject(err);
         else resolve(r);
       };
-      const check = async () => {
-        if (checking) {
-          again = true;
-          return;
-        }
-        checking = true;
-        try {
-          do {
-            again = false;
-            const rec = await this.opts.executions.get(executionId);
-            if (!rec || TERMINAL_STATUSES.has(rec.status)) return finish(rec);
-          } while (again);
-        } catch (err) {
-          finish(null, err);
-        } finally {
-          checking = false;
-        }
-      };
+      const check = coalesce(
+        async () => {
+          if (settled) return true;
+          const rec = await this.opts.executions.get(executionId);
+          if (!rec || TERMINAL_STATUSES.has(rec.status)) finish(rec);
+          return settled;
+        },
+        (err) => finish(null, err),
+      );
       // Only the `done` event can make the record final (a bare notification may be anything).
       const off = this.opts.events.on(executionId, (type) => (type === undefined || type === 'done') && void check());
       const onAbort = () => finish(null);

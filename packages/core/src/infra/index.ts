@@ -7,5 +7,7 @@ export { createLogger } from './logger';
 export { createMetrics, disabledMetrics } from './metrics';
 export { CloseSteps } from './close-steps';
 export { TimerLoop } from './timer-loop';
+export { coalesce } from './coalesce';
 export type { Metrics } from './metrics';
 export { runService } from './service-main';
+export { poll, backoff } from './poll';

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { cpus } from 'node:os';
 import { v4 as uuidv4 } from 'uuid';
 import type { Redis } from 'ioredis';
@@ -11,10 +10,14 @@ import { Labels, namespaceFilter } from '../runtime/labels';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { errMsg } from '../infra/err-msg';
 import { TimerLoop } from '../infra/timer-loop';
+import { backoff, poll } from '../infra/poll';
 import { DEFAULT_LIMITS } from '../contract/schemas';
 import { sessionContainerName, sessionLabels } from './session-service';
 import type { WarmPoolControl } from './warm-pool-control';
 import { withTimeout } from '../system';
+
+/** After n failures in a row: 0.5 s, 1 s, 2 s, … up to 30 s. */
+const failureBackoff = backoff(250, 30_000);
 
 /** One element of the pool list `Keys.pool(host)`. */
 export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });
@@ -157,7 +160,7 @@ export class WarmPool implements WarmPoolControl {
 
   private failed(err: unknown, what: string) {
     this.failures++;
-    const waitMs = Math.min(30_000, 250 * 2 ** Math.min(this.failures, 7));
+    const waitMs = failureBackoff(this.failures);
     this.backoffUntil = Date.now() + waitMs;
     this.opts.logger.warn({ host: this.host, err: errMsg(err), failures: this.failures, retryInMs: waitMs }, what);
   }
@@ -194,17 +197,18 @@ export class WarmPool implements WarmPoolControl {
     const own = !this.opts.channels;
     const channel = this.opts.channels ? await this.opts.channels.get(containerId) : new KernelChannel(await this.opts.runtime.attach(containerId));
     try {
-      for (let i = 0; ; i++) {
-        if (this.stopped) throw new Error('the pool stopped');
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`the kernel was not ready within ${this.settings.readyTimeoutMs} ms`);
-        const pong = await channel.request<KernelEvent>(
-          { op: 'ping', id: `pool-${uuidv4()}` },
-          { isLast: (e) => e.ev === 'pong' || e.ev === 'error', timeoutMs: Math.min(left, 10_000) },
-        );
-        if (pong.ev === 'pong' && pong.ready === true) return;
-        await sleep(Math.min(100, 20 * (i + 1)));
-      }
+      const ready = await poll(
+        async () => {
+          if (this.stopped) throw new Error('the pool stopped');
+          const pong = await channel.request<KernelEvent>(
+            { op: 'ping', id: `pool-${uuidv4()}` },
+            { isLast: (e) => e.ev === 'pong' || e.ev === 'error', timeoutMs: Math.max(1, Math.min(deadline - Date.now(), 10_000)) },
+          );
+          return pong.ev === 'pong' && pong.ready === true ? true : undefined;
+        },
+        { delayMs: (i) => Math.min(100, 20 * (i + 1)), timeoutMs: this.settings.readyTimeoutMs },
+      );
+      if (!ready) throw new Error(`the kernel was not ready within ${this.settings.readyTimeoutMs} ms`);
     } finally {
       if (own) channel.close();
     }
