@@ -47,7 +47,7 @@ export class ToolInputFailure extends Error {
 }
 
 export function defaultTimeoutMs(ctx: ApiContext): number {
-  return ctx.executions.opts.defaultTimeoutMs ?? 30_000;
+  return ctx.executions.defaultTimeoutMs;
 }
 
 /** Errors the caller (a model) caused and can fix; anything else (Redis, Docker, capacity) is thrown on. */

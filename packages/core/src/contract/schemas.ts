@@ -68,10 +68,13 @@ export type Session = z.infer<typeof Session>;
 
 export const SessionList = z.object({ sessions: z.array(Session) }).meta({ id: 'SessionList' });
 
+/** A run's wall-clock limit when the request gives none. */
+export const DEFAULT_EXECUTION_TIMEOUT_MS = 30_000;
+
 export const ExecuteBody = z
   .object({
     code: z.string().meta({ description: 'Python source, run like a notebook cell.' }),
-    timeoutMs: z.number().int().min(100).optional().meta({ description: 'Wall-clock limit of the run (default 30000).' }),
+    timeoutMs: z.number().int().min(100).optional().meta({ description: `Wall-clock limit of the run (default ${DEFAULT_EXECUTION_TIMEOUT_MS}).` }),
   })
   .strict()
   .meta({ id: 'ExecuteRequest' });

@@ -3,7 +3,7 @@ import { NotFoundError, PayloadTooLargeError, UnavailableError, ValidationError 
 import type { ExecutionEvents } from './execution-events';
 import type { ExecutionQueues } from './execution-queue';
 import { newExecutionRecord, type ExecutionRecord, type ExecutionStore } from './execution-store';
-import { TERMINAL_STATUSES, type ExecuteBody } from '../contract/schemas';
+import { DEFAULT_EXECUTION_TIMEOUT_MS, TERMINAL_STATUSES, type ExecuteBody } from '../contract/schemas';
 import type { SessionService } from '../sessions/session-service';
 import type { Caller } from '../auth/caller';
 import { throwOnMultiError } from '../sessions/session-store';
@@ -17,18 +17,24 @@ export interface ExecutionServiceOptions {
   events: ExecutionEvents;
   maxCodeBytes: number;
   maxTimeoutMs: number;
+  /** Default: `DEFAULT_EXECUTION_TIMEOUT_MS`. */
   defaultTimeoutMs?: number;
 }
 
 /** The API side of running code: record it, queue it on its session's host, wait for its end. */
 export class ExecutionService {
-  constructor(readonly opts: ExecutionServiceOptions) {}
+  /** A run's limit when the request gives none. */
+  readonly defaultTimeoutMs: number;
+
+  constructor(readonly opts: ExecutionServiceOptions) {
+    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_EXECUTION_TIMEOUT_MS;
+  }
 
   async submit(sessionId: string, body: ExecuteBody, caller: Caller): Promise<ExecutionRecord> {
     if (Buffer.byteLength(body.code, 'utf8') > this.opts.maxCodeBytes) {
       throw new PayloadTooLargeError(`code is over ${this.opts.maxCodeBytes} bytes`);
     }
-    const timeoutMs = body.timeoutMs ?? this.opts.defaultTimeoutMs ?? 30_000;
+    const timeoutMs = body.timeoutMs ?? this.defaultTimeoutMs;
     if (timeoutMs > this.opts.maxTimeoutMs) {
       throw new ValidationError(`timeoutMs: must be at most ${this.opts.maxTimeoutMs}`, { field: 'timeoutMs' });
     }

@@ -81,6 +81,11 @@ export const EnvSchema = z.object({
 });
 export type Env = z.infer<typeof EnvSchema>;
 
+/** A variable's default, for the places that show or apply it outside `loadConfig` (the admin CLI's options). */
+export function envDefault<K extends keyof Env>(name: K): Env[K] {
+  return EnvSchema.shape[name].parse(undefined) as Env[K];
+}
+
 /** Rules across settings: at least one host, and the worker's host among them. */
 export function checkEnv(e: Env, ctx: z.RefinementCtx): void {
   if (e.SESSIONBOX_DOCKER_HOSTS.length === 0) {

@@ -1,4 +1,4 @@
-export { loadConfig } from './config';
+export { loadConfig, envDefault } from './config';
 export type { Config } from './config';
 export { splitList } from './comma-list';
 export { errMsg } from './err-msg';

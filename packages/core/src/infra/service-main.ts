@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { loadConfig, type Config } from './config';
 import { createLogger } from './logger';
+import { errMsg } from './err-msg';
 
 /**
  * The shared `main` of api and worker: load config once, start, and on SIGINT/SIGTERM close (the
@@ -14,7 +15,10 @@ export function runService(name: string, start: (config: Config, logger: Logger)
     const service = await start(config, logger);
     const shutdown = (signal: string) => {
       logger.info({ signal }, 'shutting down');
-      void service.close().then(() => process.exit(0));
+      void service
+        .close()
+        .catch((err) => logger.error({ err: errMsg(err) }, 'shutdown failed'))
+        .then(() => process.exit(0));
     };
     process.on('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGTERM', () => shutdown('SIGTERM'));
