@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import { NotFoundError } from '@sessionbox/core';
 import { authenticate } from './auth';
 import type { ApiContext, RouterFactory } from './context';
@@ -11,10 +11,12 @@ import { sessionsRouter } from './routes/sessions';
 
 /** Extra routers (tools, MCP, files, drop-ins…) mount here, each as `(ctx) => Router`. */
 
-export function createApp(ctx: ApiContext, extra: RouterFactory[] = []): Express {
+/** `intake` sees every request first (the server's `RequestDrain`, which refuses new ones while closing). */
+export function createApp(ctx: ApiContext, extra: RouterFactory[] = [], intake?: RequestHandler): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
+  if (intake) app.use(intake);
   app.use(authenticate(ctx.config));
   // JSON-escaped code can be several times its raw size; the 1 MiB cap on code itself is checked after parsing.
   const json = express.json({ limit: ctx.config.maxCodeBytes * 6 + 64 * 1024, strict: false });

@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import { Execution, Figure, SessionboxError, ValidationError, type ExecutionEvent } from '@sessionbox/core';
+import { Execution, Figure, SessionboxError, ValidationError, coalesce, errMsg, type ExecutionEvent } from '@sessionbox/core';
 import { z } from 'zod';
 import type { ApiContext } from './context';
 import { baseUrl } from './http';
@@ -71,8 +71,6 @@ export async function streamExecution(ctx: ApiContext, req: Request, res: Respon
   const { sessionId, executionId } = target;
   let last = target.afterId ?? '-';
   let ended = false;
-  let reading = false;
-  let again = false;
   let finish!: () => void;
   const closed = new Promise<void>((resolve) => (finish = resolve));
 
@@ -104,35 +102,25 @@ export async function streamExecution(ctx: ApiContext, req: Request, res: Respon
   const fail = (err: unknown) => {
     if (ended) return;
     const e =
-      err instanceof SessionboxError ? err : new SessionboxError('stream_failed', `the event stream broke: ${(err as Error)?.message ?? err}`, 503);
+      err instanceof SessionboxError ? err : new SessionboxError('stream_failed', `the event stream broke: ${errMsg(err)}`, 503);
     ctx.logger.warn({ executionId, err: e.message }, 'execution event stream ended early');
     res.write(frame('error', e.toJSON()));
     end();
   };
 
-  const pump = async () => {
-    if (reading) {
-      again = true;
-      return;
+  const pump = coalesce(async () => {
+    for (const row of await store.readEvents(executionId, last)) {
+      if (ended) return true;
+      const [event, data] = await toMessage(row.event);
+      res.write(frame(event, data, row.id));
+      last = row.id;
+      if (event === 'done') {
+        end();
+        return true;
+      }
     }
-    reading = true;
-    try {
-      do {
-        again = false;
-        for (const row of await store.readEvents(executionId, last)) {
-          if (ended) return;
-          const [event, data] = await toMessage(row.event);
-          res.write(frame(event, data, row.id));
-          last = row.id;
-          if (event === 'done') return end();
-        }
-      } while (again && !ended);
-    } catch (err) {
-      fail(err);
-    } finally {
-      reading = false;
-    }
-  };
+    return ended;
+  }, fail);
 
   res.status(200);
   res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');

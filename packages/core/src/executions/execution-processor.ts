@@ -4,10 +4,11 @@ import type { Logger } from 'pino';
 import type { ExecutionQueues } from './execution-queue';
 import type { ExecutionEvent, ExecutionRecord, ExecutionStore } from './execution-store';
 import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
-import type { Metrics } from '../infra/metrics';
+import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { SessionTurns, isMyTurn } from './turns';
 import { mimeTypeOf } from '../files/mime';
-import type { Execution } from '../contract/schemas';
+import { errMsg } from '../infra/err-msg';
+import { TERMINAL_STATUSES, failedOutcome, type Execution, type ExecutionOutcome } from '../contract/schemas';
 import { deathReason } from '../runtime/death-reason';
 import type { SessionService } from '../sessions/session-service';
 import { throwOnMultiError, type SessionRecord } from '../sessions/session-store';
@@ -28,18 +29,12 @@ export interface ExecutionProcessorOptions {
   startupAllowanceMs?: number;
 }
 
-interface DoneEvent extends KernelEvent {
-  status: 'succeeded' | 'failed' | 'timed_out';
-  result: string | null;
-  error: { name: string; value: string; traceback: string } | null;
-  restarted: boolean;
-  cause: Execution['cause'];
-  usage: Execution['usage'];
-  stdoutTruncated: boolean;
-  stderrTruncated: boolean;
-  files: { path: string; size: number; mtimeMs: number }[];
-  notes: string[];
-}
+/** The runner's `done` event: the outcome, and the files the run wrote. */
+type DoneEvent = KernelEvent &
+  ExecutionOutcome & {
+    status: 'succeeded' | 'failed' | 'timed_out';
+    files: { path: string; size: number; mtimeMs: number }[];
+  };
 
 /** How long output chunks wait for company before they are stored (the supervisor already coalesces ≤ 20 ms). */
 const OUTPUT_BATCH_MS = 2;
@@ -56,7 +51,11 @@ export class ExecutionProcessor {
   private readonly figureBytes = new WeakMap<ExecutionRecord, number>();
   private readonly turns: SessionTurns;
 
+  /** The process's metrics, or counters nobody reads when none were given. */
+  private readonly metrics: Metrics;
+
   constructor(readonly opts: ExecutionProcessorOptions) {
+    this.metrics = opts.metrics ?? disabledMetrics();
     this.turns = new SessionTurns({ store: opts.sessions.store, executions: opts.executions, queues: opts.queues, host: opts.host });
   }
 
@@ -114,12 +113,13 @@ export class ExecutionProcessor {
     await this.opts.executions.finish(rec);
     await this.opts.sessions.store.advanceTurn(rec.sessionId, rec.seq);
     if (rec.startedAt) await this.opts.sessions.store.setStatusIfLive(rec.sessionId, 'ready');
-    this.opts.metrics?.executions.inc({ status: 'failed', cause: cause ?? 'none' });
+    this.metrics.executions.inc({ status: 'failed', cause: cause ?? 'none' });
     this.opts.logger.info({ executionId: rec.id, sessionId: rec.sessionId, host: this.opts.host, status: 'failed', cause }, 'execution ended without running');
   }
 
   private async run(rec: ExecutionRecord, session: SessionRecord) {
-    const { executions, sessions, logger, metrics } = this.opts;
+    const { executions, sessions, logger } = this.opts;
+    const metrics = this.metrics;
     const log = logger.child({ executionId: rec.id, sessionId: rec.sessionId, host: session.host, containerId: session.containerId });
     rec.status = 'running';
     rec.startedAt = Date.now();
@@ -130,7 +130,7 @@ export class ExecutionProcessor {
     sessions.store.queueSetStatusIfLive(begin, rec.sessionId, 'busy');
     executions.queueAppendEvent(begin, rec.id, { type: 'started', at: rec.startedAt });
     throwOnMultiError(await begin.exec());
-    metrics?.queueWaitSeconds.observe((rec.startedAt - rec.queuedAt) / 1000);
+    metrics.queueWaitSeconds.observe((rec.startedAt - rec.queuedAt) / 1000);
 
     // Events are persisted strictly in arrival order, without holding up the stream. Output chunks
     // that arrive together (within OUTPUT_BATCH_MS) share one transaction; those still pending when
@@ -138,7 +138,7 @@ export class ExecutionProcessor {
     let chain: Promise<unknown> = Promise.resolve();
     let pending: ExecutionEvent[] = [];
     let flushTimer: NodeJS.Timeout | null = null;
-    const warn = (err: unknown) => log.warn({ err: (err as Error).message }, 'event not stored');
+    const warn = (err: unknown) => log.warn({ err: errMsg(err) }, 'event not stored');
     const flush = () => {
       if (flushTimer) clearTimeout(flushTimer);
       flushTimer = null;
@@ -180,7 +180,7 @@ export class ExecutionProcessor {
     } catch (err) {
       if (!(err instanceof ChannelClosedError) && !isEngineMissing(err)) throw err;
       lostReason = await this.diagnoseContainer(session);
-      log.warn({ reason: lostReason, err: (err as Error).message }, 'session container lost during a run');
+      log.warn({ reason: lostReason, err: errMsg(err) }, 'session container lost during a run');
     }
     // No event follows the end: what is still pending goes out with the final record, after the rest.
     if (flushTimer) clearTimeout(flushTimer);
@@ -227,16 +227,16 @@ export class ExecutionProcessor {
       throwOnMultiError(await end.exec());
     } else {
       // The session ends before the result is published: a caller who reads it and calls again gets the 410.
-      await sessions.terminate(session, lostReason ?? deathReason(null)).catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
+      await sessions.terminate(session, lostReason ?? deathReason(null)).catch((err) => log.error({ err: errMsg(err) }, 'terminate failed'));
       const end = executions.multi();
       for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
       sessions.store.queueAdvanceTurn(end, rec.sessionId, rec.seq);
       throwOnMultiError(await executions.queueFinish(end, rec).exec());
     }
-    metrics?.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
-    metrics?.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
-    if (rec.cause === 'oom') metrics?.oomKills.inc();
-    if ((rec.status as string) === 'timed_out') metrics?.timeouts.inc();
+    metrics.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
+    metrics.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
+    if (rec.cause === 'oom') metrics.oomKills.inc();
+    if ((rec.status as string) === 'timed_out') metrics.timeouts.inc();
     log.info({ status: rec.status, cause: rec.cause ?? null, queueMs: rec.startedAt! - rec.queuedAt, runMs: finishedAt - rec.startedAt! }, 'execution finished');
   }
 
@@ -294,19 +294,7 @@ export class ExecutionProcessor {
 }
 
 function failedDone(name: string, value: string): DoneEvent {
-  return {
-    ev: 'done',
-    status: 'failed',
-    result: null,
-    error: { name, value, traceback: `${name}: ${value}` },
-    restarted: false,
-    cause: null,
-    usage: null,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    files: [],
-    notes: [],
-  };
+  return { ev: 'done', ...failedOutcome(name, value), status: 'failed', files: [] };
 }
 
 function isEngineMissing(err: unknown): boolean {

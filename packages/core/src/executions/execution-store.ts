@@ -1,6 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { Keys } from '../infra/keys';
-import type { Execution, ExecutionError, ExecutionStatus } from '../contract/schemas';
+import { pendingOutcome, type ExecutionOutcome, type ExecutionStatus } from '../contract/schemas';
 import { throwOnMultiError } from '../sessions/session-store';
 
 export interface StoredFigure {
@@ -15,29 +15,20 @@ export interface StoredFile {
   mimeType: string;
 }
 
-/** An execution as kept in Redis; URLs are made by the API at read time. */
-export interface ExecutionRecord {
+/** An execution as kept in Redis: its outcome plus what the API shows as URLs and ISO dates, made at read time. */
+export interface ExecutionRecord extends ExecutionOutcome {
   id: string;
   sessionId: string;
   seq: number;
-  status: ExecutionStatus;
   code: string;
   timeoutMs: number;
   stdout: string;
   stderr: string;
-  result: string | null;
-  error: ExecutionError | null;
   figures: StoredFigure[];
   files: StoredFile[];
   queuedAt: number;
   startedAt: number | null;
   finishedAt: number | null;
-  restarted: boolean;
-  cause: Execution['cause'];
-  usage: Execution['usage'];
-  stdoutTruncated: boolean;
-  stderrTruncated: boolean;
-  notes: string[];
   workerId: string | null;
 }
 
@@ -59,25 +50,17 @@ export function newExecutionRecord(p: { id: string; sessionId: string; seq: numb
     id: p.id,
     sessionId: p.sessionId,
     seq: p.seq,
-    status: 'queued',
     code: p.code,
     timeoutMs: p.timeoutMs,
     stdout: '',
     stderr: '',
-    result: null,
-    error: null,
     figures: [],
     files: [],
     queuedAt: p.now ?? Date.now(),
     startedAt: null,
     finishedAt: null,
-    restarted: false,
-    cause: null,
-    usage: null,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    notes: [],
     workerId: null,
+    ...pendingOutcome(),
   };
 }
 

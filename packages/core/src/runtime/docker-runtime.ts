@@ -1,7 +1,6 @@
 import Docker from 'dockerode';
 import { once } from 'node:events';
 import { PassThrough, type Duplex } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   AttachedStream,
   ContainerEvent,
@@ -13,6 +12,7 @@ import type {
   SessionContainerSpec,
 } from './container-runtime';
 import { UnavailableError } from '../errors/errors';
+import { poll } from '../infra/poll';
 
 export interface DockerRuntimeOptions {
   hostName: string;
@@ -248,13 +248,14 @@ export class DockerRuntime implements ContainerRuntime {
       wait: async () => {
         await ended;
         // The engine may still report it running for a moment after its output ended.
-        for (let i = 0; i < 50; i++) {
-          const info = await exec.inspect().catch(() => null);
-          if (!info) break;
-          if (!info.Running) return { exitCode: info.ExitCode ?? null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
-          await sleep(20);
-        }
-        return { exitCode: null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
+        const info = await poll(
+          async () => {
+            const i = await exec.inspect().catch(() => null);
+            return i === null || !i.Running ? i : undefined;
+          },
+          { tries: 50, delayMs: 20 },
+        );
+        return { exitCode: info?.ExitCode ?? null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
       },
     };
   }
