@@ -1,6 +1,6 @@
 import express, { type Express, type RequestHandler } from 'express';
 import { NotFoundError } from '@sessionbox/core';
-import { authenticate } from './auth';
+import { authenticate, isAuthenticated } from './auth';
 import type { ApiContext, RouterFactory } from './context';
 import { errorHandler } from './http';
 import { docsRouter } from './routes/docs';
@@ -21,7 +21,8 @@ export function createApp(ctx: ApiContext, extra: RouterFactory[] = [], intake?:
   // JSON-escaped code can be several times its raw size; the 1 MiB cap on code itself is checked after parsing.
   const json = express.json({ limit: ctx.config.maxCodeBytes * 6 + 64 * 1024, strict: false });
   // A raw file upload (PUT …/files/<path>) is stored byte for byte, even when it is declared as JSON.
-  app.use((req, res, next) => (isFileUpload(req) ? next() : json(req, res, next)));
+  // Bodies are read only for a caller with a valid key (or any caller of an open API).
+  app.use((req, res, next) => (!isAuthenticated(req) || isFileUpload(req) ? next() : json(req, res, next)));
   app.use(healthRouter(ctx));
   app.use(docsRouter(ctx));
   app.use(sessionsRouter(ctx));

@@ -34,6 +34,7 @@ export const StreamMessage = z
 const EntryId = z.string().regex(/^\d{1,20}-\d{1,20}$/, 'must be a stream entry id such as 1712345678901-0');
 
 export const HEARTBEAT_MS = 15_000;
+const READ_BATCH = 64;
 
 export interface StreamTarget {
   sessionId: string;
@@ -55,6 +56,19 @@ export function lastEventId(req: Request): string {
 
 export function wantsEventStream(req: Request): boolean {
   return req.accepts(['application/json', 'text/event-stream']) === 'text/event-stream';
+}
+
+/** Resolves when `res` can take more, or is gone. */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }
 
 function frame(event: string, data: unknown, id?: string): string {
@@ -109,17 +123,21 @@ export async function streamExecution(ctx: ApiContext, req: Request, res: Respon
   };
 
   const pump = coalesce(async () => {
-    for (const row of await store.readEvents(executionId, last)) {
-      if (ended) return true;
-      const [event, data] = await toMessage(row.event);
-      res.write(frame(event, data, row.id));
-      last = row.id;
-      if (event === 'done') {
-        end();
-        return true;
+    for (;;) {
+      // In batches: a client that does not read holds the next batch back, not this process's memory.
+      const rows = await store.readEvents(executionId, last, READ_BATCH);
+      for (const row of rows) {
+        if (ended) return true;
+        const [event, data] = await toMessage(row.event);
+        if (!res.write(frame(event, data, row.id))) await drained(res);
+        last = row.id;
+        if (event === 'done') {
+          end();
+          return true;
+        }
       }
+      if (rows.length < READ_BATCH || ended) return ended;
     }
-    return ended;
   }, fail);
 
   res.status(200);
@@ -134,7 +152,7 @@ export async function streamExecution(ctx: ApiContext, req: Request, res: Respon
   res.on('close', end);
   // Each heartbeat also re-reads the log, so a missed pub/sub notification delays events but never loses them.
   const heartbeat = setInterval(() => {
-    if (ended) return;
+    if (ended || res.writableNeedDrain) return;
     res.write(': ping\n\n');
     void pump();
   }, HEARTBEAT_MS);

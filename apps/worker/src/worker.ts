@@ -83,6 +83,8 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
     maxOutputBytes: config.maxOutputBytes,
     maxFigures: config.maxFigures,
     maxFigurePixels: config.maxFigurePixels,
+    maxFigureBytes: config.maxFigureBytes,
+    maxSessionFigureBytes: config.maxSessionFigureBytes,
     logger,
     metrics,
   });

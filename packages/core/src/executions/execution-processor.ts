@@ -10,6 +10,7 @@ import { mimeTypeOf } from '../files/mime';
 import { errMsg } from '../infra/err-msg';
 import { TERMINAL_STATUSES, failedOutcome, type Execution, type ExecutionOutcome } from '../contract/schemas';
 import { deathReason } from '../runtime/death-reason';
+import { checkPng } from './png';
 import type { SessionService } from '../sessions/session-service';
 import { throwOnMultiError, type SessionRecord } from '../sessions/session-store';
 
@@ -23,6 +24,10 @@ export interface ExecutionProcessorOptions {
   maxOutputBytes: number;
   maxFigures: number;
   maxFigurePixels: number;
+  /** One figure's PNG at most (SESSIONBOX_MAX_FIGURE_BYTES). */
+  maxFigureBytes: number;
+  /** All figures of one session at most, kept while it lives (SESSIONBOX_MAX_SESSION_FIGURE_BYTES). */
+  maxSessionFigureBytes: number;
   logger: Logger;
   metrics?: Metrics;
   /** Extra time past `timeoutMs` for a kernel still importing, before the worker gives up on it. */
@@ -257,19 +262,33 @@ export class ExecutionProcessor {
 
   private async onFigure(rec: ExecutionRecord, e: KernelEvent) {
     const { executions } = this.opts;
-    if (typeof e.pngB64 === 'string') {
-      if (rec.figures.length >= this.opts.maxFigures) return;
-      const png = Buffer.from(e.pngB64, 'base64');
-      if (png.length < 24 || png.subarray(1, 4).toString('latin1') !== 'PNG') return;
-      const bytes = (this.figureBytes.get(rec) ?? 0) + png.length;
-      if (bytes > MAX_FIGURE_BYTES_PER_EXECUTION) return;
-      this.figureBytes.set(rec, bytes);
-      const figure = { id: uuidv4(), width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
-      await executions.putFigure(rec.sessionId, figure.id, png);
-      rec.figures.push(figure);
-      await executions.appendEvent(rec.id, { type: 'figure', figure });
+    const log = this.opts.logger.child({ executionId: rec.id, sessionId: rec.sessionId });
+    if (typeof e.pngB64 !== 'string' || rec.figures.length >= this.opts.maxFigures) return;
+    // base64 is 4/3 of the bytes: the length says whether it can fit before anything is decoded.
+    if (e.pngB64.length > Math.ceil(this.opts.maxFigureBytes / 3) * 4) return this.dropFigure(rec, `a figure over ${this.opts.maxFigureBytes} bytes was dropped`);
+    const png = Buffer.from(e.pngB64, 'base64');
+    const checked = checkPng(png, this.opts.maxFigurePixels);
+    if ('problem' in checked) {
+      log.warn({ problem: checked.problem }, 'figure refused');
+      return this.dropFigure(rec, `a figure was dropped: ${checked.problem}`);
     }
+    const bytes = (this.figureBytes.get(rec) ?? 0) + png.length;
+    if (bytes > MAX_FIGURE_BYTES_PER_EXECUTION) return this.dropFigure(rec, `figures past ${MAX_FIGURE_BYTES_PER_EXECUTION} bytes in one run were dropped`);
+    if (!(await executions.reserveFigureBytes(rec.sessionId, png.length, this.opts.maxSessionFigureBytes))) {
+      return this.dropFigure(rec, `the session's figures reached ${this.opts.maxSessionFigureBytes} bytes: this figure was dropped`);
+    }
+    this.figureBytes.set(rec, bytes);
+    const figure = { id: uuidv4(), width: checked.width, height: checked.height };
+    await executions.putFigure(rec.sessionId, figure.id, png);
+    rec.figures.push(figure);
+    await executions.appendEvent(rec.id, { type: 'figure', figure });
   }
+
+  /** Says once per reason in the record's notes why a figure is missing. */
+  private dropFigure(rec: ExecutionRecord, note: string) {
+    if (!rec.notes.includes(note)) rec.notes.push(note);
+  }
+
 
   /**
    * Why a container stopped answering: gone, out of memory, or exited. A container that is gone may

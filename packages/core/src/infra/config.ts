@@ -51,6 +51,10 @@ export const EnvSchema = z.object({
   SESSIONBOX_MAX_TIMEOUT_MS: int(600_000, 1000),
   SESSIONBOX_MAX_FIGURES: int(50, 1, 1000),
   SESSIONBOX_MAX_FIGURE_PIXELS: int(25_000_000, 10_000),
+  /** One figure's PNG; a larger one is dropped with a note (the channel's line cap is 8 MiB of base64). */
+  SESSIONBOX_MAX_FIGURE_BYTES: int(4 * 1024 * 1024, 1024, 6 * 1024 * 1024),
+  /** All figures a session keeps in Redis while it lives. */
+  SESSIONBOX_MAX_SESSION_FIGURE_BYTES: int(64 * 1024 * 1024, 1024),
   SESSIONBOX_POOL_SIZE: int(0, 0, 1000),
   SESSIONBOX_POOL_MAX_AGE_SECONDS: int(1800, 10, 86400),
   SESSIONBOX_STALLED_INTERVAL_MS: int(30_000, 1000),
@@ -130,6 +134,8 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     stuckBusyMs: e.SESSIONBOX_MAX_TIMEOUT_MS + 60_000,
     maxFigures: e.SESSIONBOX_MAX_FIGURES,
     maxFigurePixels: e.SESSIONBOX_MAX_FIGURE_PIXELS,
+    maxFigureBytes: e.SESSIONBOX_MAX_FIGURE_BYTES,
+    maxSessionFigureBytes: e.SESSIONBOX_MAX_SESSION_FIGURE_BYTES,
     poolSize: e.SESSIONBOX_POOL_SIZE,
     /** A warm container listed longer than this is replaced, never handed out. */
     poolMaxAgeSeconds: e.SESSIONBOX_POOL_MAX_AGE_SECONDS,

@@ -12,6 +12,7 @@ import type {
   SessionContainerSpec,
 } from './container-runtime';
 import { UnavailableError } from '../errors/errors';
+import { demuxWithBackpressure } from './exec-demux';
 import { poll } from '../infra/poll';
 
 export interface DockerRuntimeOptions {
@@ -203,7 +204,7 @@ export class DockerRuntime implements ContainerRuntime {
     }
     const stdout = new PassThrough();
     const stderr = new PassThrough();
-    this.docker.modem.demuxStream(stream, stdout, stderr);
+    demuxWithBackpressure(stream, stdout, stderr);
     stderr.resume();
     stream.on('end', () => stdout.end());
     stream.on('close', () => stdout.end());
@@ -232,7 +233,7 @@ export class DockerRuntime implements ContainerRuntime {
     stderr.on('data', (b: Buffer) => {
       if (errText.length < EXEC_STDERR_KEEP) errText += b.toString('utf8');
     });
-    this.docker.modem.demuxStream(stream, stdout, stderr);
+    demuxWithBackpressure(stream, stdout, stderr);
     const ended = Promise.race([once(stream, 'end'), once(stream, 'close')]).catch(() => undefined);
     stream.on('end', () => stdout.end());
     stream.on('close', () => stdout.end());

@@ -36,6 +36,8 @@ export interface SessionServiceOptions {
 export interface TerminateOptions {
   /** Archive the working directory first so a new session can restore it (`DELETE ?keep=files`). */
   keepFiles?: boolean;
+  /** Delete its executions' records and event logs now, rather than letting them lapse (`DELETE` without `keep=outputs`). */
+  dropOutputs?: boolean;
 }
 
 
@@ -212,6 +214,7 @@ export class SessionService {
     await this.runtime(rec.host).remove(rec.containerId);
     const changed = await this.opts.store.terminate(rec, reason);
     await this.opts.executions.dropSessionData(rec.id);
+    if (opts.dropOutputs) await this.opts.executions.dropSessionOutputs(rec.id);
     this.metrics.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
     if (changed) {
       this.metrics.sessionsTerminated.inc({ reason });
