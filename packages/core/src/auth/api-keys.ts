@@ -1,7 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { SessionboxError } from '../errors/errors';
 import type { Caller } from './caller';
 
 /** One tenant: the name owns every session made with the key; limits override the defaults. */
@@ -94,12 +93,6 @@ export function loadApiKeys(p: { list?: string; file?: string; adminKey?: string
     secrets.add(k.key);
   }
   return { keys, adminKey };
-}
-
-export class UnauthorizedError extends SessionboxError {
-  constructor(message: string) {
-    super('unauthorized', message, 401);
-  }
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { ChannelClosedError } from '../errors/errors';
 import type { AttachedStream, ContainerRuntime } from './container-runtime';
 
 /** One event from the supervisor in the session container (see images/python-runner/PROTOCOL.md). */
@@ -6,13 +7,6 @@ export interface KernelEvent {
   ev: string;
   id?: string | null;
   [k: string]: unknown;
-}
-
-export class ChannelClosedError extends Error {
-  constructor(message = 'the session container closed its stream') {
-    super(message);
-    this.name = 'ChannelClosedError';
-  }
 }
 
 const MAX_LINE = 96 * 1024 * 1024;

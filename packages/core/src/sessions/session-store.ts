@@ -1,4 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
+import { isTerminationReason, type TerminationReason } from '../errors/termination-reason';
 import { Keys } from '../infra/keys';
 import type { Limits, Session, SessionStatus } from '../contract/schemas';
 
@@ -15,7 +16,7 @@ export interface SessionRecord {
   limits: Limits;
   metadata: Record<string, string>;
   terminatedAt: number | null;
-  terminationReason: string | null;
+  terminationReason: TerminationReason | null;
   restoredFrom: string | null;
 }
 
@@ -148,7 +149,7 @@ export class SessionStore {
   }
 
   /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses. */
-  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: string, now = Date.now()): Promise<boolean> {
+  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: TerminationReason, now = Date.now()): Promise<boolean> {
     const k = this.keys;
     const r = await this.redis.eval(
       TERMINATE,
@@ -260,7 +261,7 @@ function deserialize(h: Record<string, string>): SessionRecord {
     limits: JSON.parse(h.limits),
     metadata: JSON.parse(h.metadata || '{}'),
     terminatedAt: h.terminatedAt ? Number(h.terminatedAt) : null,
-    terminationReason: h.terminationReason || null,
+    terminationReason: storedReason(h.terminationReason),
     restoredFrom: h.restoredFrom || null,
   };
 }
@@ -268,4 +269,11 @@ function deserialize(h: Record<string, string>): SessionRecord {
 export function throwOnMultiError(res: [Error | null, unknown][] | null): void {
   if (!res) throw new Error('redis transaction aborted');
   for (const [err] of res) if (err) throw err;
+}
+
+/** A record written before the vocabulary was one (`container_gone`), or with no reason, still reads as one. */
+function storedReason(raw: string | undefined): TerminationReason | null {
+  if (!raw) return null;
+  if (raw === 'container_gone') return 'container_removed';
+  return isTerminationReason(raw) ? raw : 'terminated';
 }
