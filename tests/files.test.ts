@@ -313,7 +313,7 @@ describe('files in and out of a session', () => {
     const s = await sys.http.createSession();
     expect((await sys.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
     const r = await sys.http.put(`${files(s.id)}/a.txt`, 'x');
-    expect([r.status, r.body.error.code, r.body.error.restorable]).toEqual([410, 'session_terminated', false]);
+    expect([r.status, r.body.error.code, r.body.error.reason, r.body.error.restorable]).toEqual([410, 'session_terminated', 'deleted', false]);
   });
 });
 
@@ -329,7 +329,7 @@ describe('restore after expiry or delete', () => {
     expect(del.body.archiveBytes).toBeGreaterThan(9 * MiB);
     const gone = await sys.http.get(`/v1/sessions/${s.id}`);
     expect(gone.status).toBe(410);
-    expect(gone.body.error).toMatchObject({ code: 'session_terminated', restorable: true, restoreUntil: del.body.restoreUntil });
+    expect(gone.body.error).toMatchObject({ code: 'session_terminated', reason: 'deleted', restorable: true, restoreUntil: del.body.restoreUntil });
 
     await expect(sys.api.ctx.files.restore({ restoreFrom: s.id }, { owner: 'someone-else' })).rejects.toMatchObject({ status: 404, code: 'archive_not_found' });
 
@@ -367,7 +367,7 @@ describe('restore after expiry or delete', () => {
     await waitFor(async () => (await sys.http.get('/v1/sessions')).body.sessions.find((x: any) => x.id === s.id)?.status === 'terminated', 30_000, 250);
     const gone = await sys.http.get(`/v1/sessions/${s.id}`);
     expect(gone.status).toBe(410);
-    expect(gone.body.error).toMatchObject({ code: 'session_expired', restorable: true });
+    expect(gone.body.error).toMatchObject({ code: 'session_expired', reason: 'expired', restorable: true });
     const until = Date.parse(gone.body.error.restoreUntil);
     expect(until).toBeGreaterThan(Date.now());
     expect(until).toBeLessThanOrEqual(Date.now() + ARCHIVE_SECONDS * 1000);

@@ -2,7 +2,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import { NotFoundError } from '@sessionbox/core';
 import { authenticate, isAuthenticated } from './auth';
 import type { ApiContext, RouterFactory } from './context';
-import { errorHandler } from './http';
+import { errorHandler, outageProbes } from './http';
 import { docsRouter } from './routes/docs';
 import { executionsRouter } from './routes/executions';
 import { isFileUpload } from './routes/files';
@@ -29,6 +29,6 @@ export function createApp(ctx: ApiContext, extra: RouterFactory[] = [], intake?:
   app.use(executionsRouter(ctx));
   for (const make of extra) app.use(make(ctx));
   app.use((req, _res, next) => next(new NotFoundError('route', `${req.method} ${req.path}`)));
-  app.use(errorHandler(ctx.logger));
+  app.use(errorHandler(ctx.logger, outageProbes(ctx.core)));
   return app;
 }

@@ -8,7 +8,9 @@ import {
   UnsupportedMediaTypeError,
   ValidationError,
   isSessionboxError,
+  withTimeout,
   type Caller,
+  type CoreParts,
 } from '@sessionbox/core';
 
 /** Parses with a zod schema; a failure is a 400 whose message names the field. */
@@ -41,19 +43,26 @@ export function caller(req: Request): Caller {
   return (req as Request & { caller?: Caller }).caller ?? { owner: 'default' };
 }
 
-function isRedisDown(err: unknown): boolean {
-  const msg = (err as Error)?.message ?? '';
-  return /Connection is closed|Stream isn't writeable|ECONNREFUSED|max retries per request|enableOfflineQueue|ETIMEDOUT/i.test(msg);
+/**
+ * Asked when an error is none of ours: is Redis or a Docker engine down? The answer comes from the
+ * dependency itself (its client state, a ping), never from the wording of the error.
+ */
+export interface OutageProbes {
+  redisDown(): Promise<boolean>;
+  engineDown(): Promise<boolean>;
 }
 
-function isEngineDown(err: unknown): boolean {
-  const e = err as { code?: string; address?: string; message?: string };
-  return (e?.code === 'ECONNREFUSED' || e?.code === 'ENOENT') && /docker|sock|2375|2376/.test(`${e.address ?? ''}${e.message ?? ''}`);
+export function outageProbes(core: Pick<CoreParts, 'redis' | 'runtimes'>): OutageProbes {
+  const answers = (p: Promise<unknown>, ms: number) => withTimeout(p, ms).then(() => true, () => false);
+  return {
+    redisDown: async () => core.redis.status !== 'ready' || !(await answers(core.redis.ping(), 1500)),
+    engineDown: async () => (await Promise.all([...core.runtimes.values()].map((rt) => answers(rt.ping(), 3000)))).includes(false),
+  };
 }
 
 /** Every error leaves as `{ error: { code, message } }` with the right status; never a stack. */
-export function errorHandler(logger: Logger) {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+export function errorHandler(logger: Logger, probes: OutageProbes) {
+  return async (err: unknown, req: Request, res: Response, _next: NextFunction) => {
     let e: SessionboxError;
     const anyErr = err as { type?: string; status?: number; statusCode?: number; message?: string };
     if (isSessionboxError(err)) e = err;
@@ -63,8 +72,8 @@ export function errorHandler(logger: Logger) {
       e = new UnsupportedMediaTypeError(anyErr.message ?? 'unsupported encoding');
     else if (typeof anyErr?.status === 'number' && anyErr.status >= 400 && anyErr.status < 500)
       e = new SessionboxError('bad_request', anyErr.message ?? 'bad request', anyErr.status);
-    else if (isRedisDown(err)) e = new UnavailableError('redis_unavailable', 'Redis does not answer; try again shortly');
-    else if (isEngineDown(err)) e = new UnavailableError('docker_unavailable', 'the Docker engine does not answer; try again shortly');
+    else if (await probes.redisDown()) e = new UnavailableError('redis_unavailable', 'Redis does not answer; try again shortly');
+    else if (await probes.engineDown()) e = new UnavailableError('docker_unavailable', 'the Docker engine does not answer; try again shortly');
     else {
       logger.error({ err, path: req.path }, 'unhandled error');
       e = new SessionboxError('internal_error', 'internal error', 500);

@@ -160,7 +160,7 @@ Examples:
               : `namespace ${plan.namespace}: ${plan.actions.length} found, ${plan.actions.length - failed - summary.skipped.length} removed, ${failed} failed (${summary.durationMs} ms)\n`,
           );
         }
-        setExit(failed || plan.recordsError || plan.warnings.some((w) => w.startsWith('host ')) ? 1 : 0);
+        setExit(failed || plan.recordsError || plan.unlistedHosts.length ? 1 : 0);
       } finally {
         await ctx.close();
       }

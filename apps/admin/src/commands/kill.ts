@@ -1,6 +1,6 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
-import type { KillResult } from '@sessionbox/core';
+import { TERMINATION_REASONS, type KillResult, type TerminationReason } from '@sessionbox/core';
 import { openAdmin, type GlobalOptions, type Io } from '../context';
 
 /** Session ids are UUIDs; anything else is a usage error (exit 2). */
@@ -12,7 +12,7 @@ export function sessionIdArg(raw: string): string {
 interface KillOptions {
   json?: boolean;
   purge?: boolean;
-  reason: string;
+  reason: TerminationReason;
 }
 
 const SAY: Record<KillResult['outcome'], string> = {
@@ -28,7 +28,7 @@ export function killCommand(io: Io, setExit: (code: number) => void): Command {
     .description('Destroy sessions now: container removed, record ended (a 410 tombstone, or deleted with --purge). Idempotent.')
     .argument('<ids...>', 'session ids', (raw: string, prev: string[] = []) => [...prev, sessionIdArg(raw)])
     .option('--purge', 'also delete the record and all its data at once (no tombstone: clients then get 404, not 410)')
-    .option('--reason <text>', 'termination reason recorded on the session', 'admin_kill')
+    .addOption(new Option('--reason <reason>', 'termination reason recorded on the session').choices(TERMINATION_REASONS).default('admin_kill'))
     .option('--json', 'print JSON instead of text')
     .addHelpText(
       'after',

@@ -1,7 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { SessionboxError } from '../errors/errors';
 import type { Caller } from './caller';
 import { splitList } from '../infra/comma-list';
 import { errMsg } from '../infra/err-msg';
@@ -92,12 +91,6 @@ export function loadApiKeys(p: { list?: string; file?: string; adminKey?: string
     secrets.add(k.key);
   }
   return { keys, adminKey };
-}
-
-export class UnauthorizedError extends SessionboxError {
-  constructor(message: string) {
-    super('unauthorized', message, 401);
-  }
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();

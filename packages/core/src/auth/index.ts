@@ -1,2 +1,2 @@
-export { UnauthorizedError, ApiKeyring } from './api-keys';
+export { ApiKeyring } from './api-keys';
 export type { Caller } from './caller';

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ApiKey } from './api-keys';
 import { RateLimitedError } from '../errors/errors';
+import { defineScripts } from '../infra/redis-scripts';
 import { Keys } from '../infra/keys';
 import type { Caller } from './caller';
 import type { SessionStore } from '../sessions/session-store';
@@ -35,25 +36,6 @@ const WINDOW_MS = 60_000;
 const PENDING_STALE_MS = 10 * 60_000;
 const PENDING = 'pending:';
 
-// Takes a slot only while the owner is under its cap; the check and the add are one step.
-const RESERVE = `
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-return 1`;
-
-// Sliding window log: entries of the last minute, one per accepted execution.
-const COUNT_EXECUTION = `
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return tonumber(oldest[2]) + window - now
-end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
-return -1`;
-
 const noLimit = (n: number | null | undefined) => n === null || n === undefined || n <= 0;
 
 /**
@@ -70,6 +52,7 @@ export class KeyLimits {
   private readonly byName: Map<string, ApiKey>;
 
   constructor(readonly opts: KeyLimitsOptions) {
+    defineScripts(opts.redis);
     this.k = new Keys(opts.namespace);
     this.byName = new Map((opts.keys ?? []).map((key) => [key.name, key]));
   }
@@ -88,7 +71,7 @@ export class KeyLimits {
     if (noLimit(max)) return null;
     const key = this.k.ownerSessions(caller.owner);
     const token = `${PENDING}${randomUUID()}`;
-    const take = async () => (await this.opts.redis.eval(RESERVE, 1, key, max!, Date.now(), token)) === 1;
+    const take = async () => (await this.opts.redis.sbKeyReserveSession(key, max!, Date.now(), token)) === 1;
     if (!(await take())) {
       const soonest = await this.prune(key);
       if (!(await take())) {
@@ -123,7 +106,7 @@ export class KeyLimits {
     if (noLimit(max)) return;
     const now = Date.now();
     const waitMs = Number(
-      await this.opts.redis.eval(COUNT_EXECUTION, 1, this.k.ownerExecutions(caller.owner), now, WINDOW_MS, max!, `${now}:${randomUUID()}`),
+      await this.opts.redis.sbKeyCountExecution(this.k.ownerExecutions(caller.owner), now, WINDOW_MS, max!, `${now}:${randomUUID()}`),
     );
     if (waitMs >= 0) {
       throw new RateLimitedError(

@@ -1,12 +1,15 @@
 import { z } from 'zod';
+import { ERROR_CODES } from '../errors/error-code';
+import { TERMINATION_REASONS } from '../errors/termination-reason';
 
 /** The REST contract, v1. These schemas validate requests and generate /openapi.json. */
 
 export const ErrorBody = z
   .object({
     error: z.object({
-      code: z.string().meta({ example: 'session_not_found' }),
+      code: z.enum(ERROR_CODES).meta({ example: 'session_not_found' }),
       message: z.string(),
+      reason: z.enum(TERMINATION_REASONS).optional().meta({ description: 'Why the session ended (410 only).' }),
     }),
   })
   .meta({ id: 'Error' });
@@ -54,7 +57,7 @@ export const Session = z
     metadata: z.record(z.string(), z.string()),
     host: z.string().meta({ description: 'Docker host holding the container.' }),
     terminatedAt: z.iso.datetime().nullable().optional(),
-    terminationReason: z.string().nullable().optional(),
+    terminationReason: z.enum(TERMINATION_REASONS).nullable().optional(),
     restoredFrom: z.uuid().optional().meta({ description: 'The expired or deleted session whose files this one started with.' }),
     owner: z.string().optional().meta({ description: 'Name of the API key that made the session (shown to the admin key only).' }),
     memoryRestored: z

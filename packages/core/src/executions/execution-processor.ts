@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { TerminationReason } from '../errors/termination-reason';
 import { v4 as uuidv4 } from 'uuid';
 import type { Logger } from 'pino';
 import type { ExecutionQueues } from './execution-queue';
 import type { ExecutionEvent, ExecutionRecord, ExecutionStore } from './execution-store';
-import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
+import { ChannelClosedError } from '../errors/errors';
+import type { KernelChannelPool, KernelEvent } from '../runtime/kernel-channel';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { SessionTurns, isMyTurn } from './turns';
 import { mimeTypeOf } from '../files/mime';
@@ -164,7 +166,7 @@ export class ExecutionProcessor {
     };
 
     let done: DoneEvent | null = null;
-    let lostReason: string | null = null;
+    let lostReason: TerminationReason | null = null;
     try {
       const channel = await this.opts.channels.get(session.containerId);
       const answer = await channel.request<DoneEvent>(
@@ -295,7 +297,7 @@ export class ExecutionProcessor {
    * have been removed on purpose (DELETE, TTL, cleanup): the remover records why right after removing
    * it, so that reason wins when it shows up within a moment.
    */
-  private async diagnoseContainer(session: SessionRecord): Promise<string> {
+  private async diagnoseContainer(session: SessionRecord): Promise<TerminationReason> {
     try {
       const info = await this.opts.sessions.runtime(session.host).inspect(session.containerId);
       if (!info) {

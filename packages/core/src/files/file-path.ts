@@ -1,17 +1,11 @@
 import { z } from 'zod';
-import { SessionboxError } from '../errors/errors';
+import { InvalidPathError } from '../errors/errors';
 import { decodeFilePath } from './path-encoding';
 
 /** Longest path accepted, in UTF-8 bytes (Linux PATH_MAX is 4096; names past this are never legitimate here). */
 export const MAX_FILE_PATH_BYTES = 1024;
 /** Longest single segment, in UTF-8 bytes (NAME_MAX). */
 export const MAX_FILE_SEGMENT_BYTES = 255;
-
-export class InvalidPathError extends SessionboxError {
-  constructor(message: string) {
-    super('invalid_path', message, 400);
-  }
-}
 
 /**
  * Why a path relative to the session's working directory is refused, or null when it is fine.

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { NotFoundError, SessionboxError, UnavailableError, ValidationError } from '../errors/errors';
+import { FileTooLargeError, InvalidPathError, NotFoundError, SessionboxError, UnavailableError, ValidationError } from '../errors/errors';
 import type { ContainerRuntime, ExecProcess } from '../runtime/container-runtime';
 import type { KernelEvent } from '../runtime/kernel-channel';
 import { LineSplitter } from '../runtime/line-splitter';
 import type { SessionRecord } from '../sessions/session-store';
-import { InvalidPathError } from './file-path';
 
 /**
  * The image's entry point for one file operation (images/python-runner/PROTOCOL.md, "File
@@ -15,12 +14,6 @@ import { InvalidPathError } from './file-path';
  */
 export const FILEOPS_CMD = ['python3', '-I', '-S', '-B', '/opt/sessionbox/fileops.py'];
 const REQUEST_TIMEOUT_MS = 120_000;
-
-export class FileTooLargeError extends SessionboxError {
-  constructor(code: 'file_too_large' | 'session_files_too_large' | 'archive_too_large', message: string) {
-    super(code, message, 413);
-  }
-}
 
 /** One request to fileops.py (PROTOCOL.md, "File operations"). */
 export interface FileOpRequest {

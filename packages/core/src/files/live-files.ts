@@ -1,13 +1,13 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { Counter } from 'prom-client';
 import type { Caller } from '../auth/caller';
-import { ValidationError } from '../errors/errors';
+import { FileTooLargeError, ValidationError } from '../errors/errors';
 import type { Metrics } from '../infra/metrics';
 import type { SessionService } from '../sessions/session-service';
 import type { SessionRecord } from '../sessions/session-store';
 import { checkFilePath } from './file-path';
 import { sharedCounter } from './file-metrics';
-import { FileTooLargeError, sessionUnreachable, type FileOpsClient } from './fileops-client';
+import { sessionUnreachable, type FileOpsClient } from './fileops-client';
 import { mimeTypeOf } from './mime';
 
 const MAX_SESSION_FILES_DEFAULT = 500 * 1024 * 1024;

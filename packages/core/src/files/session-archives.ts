@@ -1,18 +1,19 @@
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import type { TerminationReason } from '../errors/termination-reason';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import type { Caller } from '../auth/caller';
 import type { CreateSessionBody, Limits } from '../contract/schemas';
-import { NotFoundError, SessionboxError } from '../errors/errors';
+import { FileTooLargeError, NotFoundError, SessionboxError } from '../errors/errors';
 import { Keys } from '../infra/keys';
 import type { Metrics } from '../infra/metrics';
 import type { KernelEvent } from '../runtime/kernel-channel';
 import type { SessionService, TerminateOptions } from '../sessions/session-service';
 import type { SessionRecord } from '../sessions/session-store';
 import { sharedCounter } from './file-metrics';
-import { FileTooLargeError, type FileOpsClient } from './fileops-client';
+import type { FileOpsClient } from './fileops-client';
 
 /** An archive runs inside the reaper's pass: a container that stopped answering must not hold it up for long. */
 const ARCHIVE_TIMEOUT_MS = 30_000;
@@ -27,7 +28,7 @@ export interface ArchiveInfo {
   files: number;
   createdAt: number;
   expiresAt: number;
-  reason: string;
+  reason: TerminationReason;
   /** What a restore inherits unless its request says otherwise. */
   ttlSeconds: number;
   limits: Limits;
@@ -73,7 +74,7 @@ export class SessionArchives {
   }
 
   /** For `SessionService`'s `beforeTerminate`: archive on expiry, or on delete with keep=files. */
-  async beforeTerminate(rec: SessionRecord, reason: string, opts: TerminateOptions = {}): Promise<void> {
+  async beforeTerminate(rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions = {}): Promise<void> {
     if (reason !== 'expired' && !opts.keepFiles) return;
     if (rec.status === 'terminated') return;
     try {
@@ -101,7 +102,7 @@ export class SessionArchives {
   }
 
   /** Copies the working directory out of a live container into `<archiveDir>/<namespace>/`. */
-  async archive(rec: SessionRecord, reason: string): Promise<ArchiveInfo> {
+  async archive(rec: SessionRecord, reason: TerminationReason): Promise<ArchiveInfo> {
     const parts: Buffer[] = [];
     let done: KernelEvent;
     try {

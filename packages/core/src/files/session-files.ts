@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { TerminationReason } from '../errors/termination-reason';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth/caller';
 import type { CreateSessionBody } from '../contract/schemas';
@@ -59,7 +60,7 @@ export class SessionFiles {
     return this.live.delete(sessionId, path, caller);
   }
 
-  beforeTerminate(rec: SessionRecord, reason: string, opts: TerminateOptions = {}): Promise<void> {
+  beforeTerminate(rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions = {}): Promise<void> {
     return this.archives.beforeTerminate(rec, reason, opts);
   }
   goneDetails(rec: SessionRecord): Promise<Record<string, unknown>> {
@@ -68,7 +69,7 @@ export class SessionFiles {
   archiveInfo(sessionId: string): Promise<ArchiveInfo | null> {
     return this.archives.archiveInfo(sessionId);
   }
-  archive(rec: SessionRecord, reason: string): Promise<ArchiveInfo> {
+  archive(rec: SessionRecord, reason: TerminationReason): Promise<ArchiveInfo> {
     return this.archives.archive(rec, reason);
   }
   restore(body: CreateSessionBody, caller: Caller): Promise<RestoreResult> {

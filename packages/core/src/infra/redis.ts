@@ -1,4 +1,5 @@
 import IORedis, { type Redis } from 'ioredis';
+import { defineScripts } from './redis-scripts';
 import { withTimeout } from './timers';
 
 /** The one way a process connects to Redis (api, worker, CLI, tests). */
@@ -11,7 +12,7 @@ export function createRedis(url: string, opts: { forBullmq?: boolean } = {}): Re
   });
   // Connection errors reach callers through their commands (and /healthz); the event itself is noise.
   r.on('error', () => undefined);
-  return r;
+  return defineScripts(r);
 }
 
 /** Quits when connected, drops the socket otherwise: a close must never wait on a Redis that is down. */

@@ -1,4 +1,5 @@
 import { Labels } from '../runtime/labels';
+import type { TerminationReason } from '../errors/termination-reason';
 import type { SessionRecord } from '../sessions/session-store';
 import { errMsg, type CleanupContext } from './cleanup-types';
 
@@ -16,7 +17,7 @@ export interface KillResult {
  * or deleted with all its data when `purge`), and any other container labelled with its id is removed.
  * Idempotent: a session already gone is not an error.
  */
-export async function killSession(ctx: CleanupContext, id: string, opts: { reason?: string; purge?: boolean } = {}): Promise<KillResult> {
+export async function killSession(ctx: CleanupContext, id: string, opts: { reason?: TerminationReason; purge?: boolean } = {}): Promise<KillResult> {
   const result: KillResult = { id, outcome: 'not_found', containersRemoved: 0, purged: false };
   const redisOk = !ctx.opts.redisError;
   try {

@@ -38,7 +38,8 @@ export async function planCleanup(ctx: CleanupContext, input: CleanupPlanOptions
   }
   if (recordsError) warnings.push(`records could not be read (Redis: ${recordsError})`);
   const listed = await ctx.inventory.listContainers(hosts);
-  for (const h of listed) if (h.error) warnings.push(`host ${h.host}: containers could not be listed (${h.error})`);
+  const unlistedHosts = listed.flatMap((h) => (h.error ? [{ host: h.host, error: h.error }] : []));
+  for (const h of unlistedHosts) warnings.push(`host ${h.host}: containers could not be listed (${h.error})`);
   const hostOk = new Set(listed.filter((h) => !h.error).map((h) => h.host));
   const containers = new Map<string, ContainerInfo & { host: string }>();
   for (const h of listed) for (const c of h.containers) containers.set(c.id, { ...c, host: h.host });
@@ -120,7 +121,7 @@ export async function planCleanup(ctx: CleanupContext, input: CleanupPlanOptions
     }
   }
 
-  return { namespace: ctx.opts.namespace, hosts, plannedAt: now, all: o.all, actions, warnings, recordsError };
+  return { namespace: ctx.opts.namespace, hosts, plannedAt: now, all: o.all, actions, warnings, unlistedHosts, recordsError };
 }
 
 function fmtAgo(ms: number): string {

@@ -67,6 +67,8 @@ export interface CleanupPlan {
   actions: CleanupAction[];
   /** Things the pass could not judge (e.g. an engine down), for people. */
   warnings: string[];
+  /** Hosts whose engine could not list its containers (also among the warnings): nothing there was judged. */
+  unlistedHosts: { host: string; error: string }[];
   /** Set when Redis could not be read: then only `all` can act. */
   recordsError: string | null;
 }

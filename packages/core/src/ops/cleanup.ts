@@ -1,4 +1,5 @@
 import { Queue } from 'bullmq';
+import type { TerminationReason } from '../errors/termination-reason';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ContainerRuntime } from '../runtime/container-runtime';
@@ -54,7 +55,7 @@ export class Cleanup implements CleanupContext {
    * or deleted with all its data when `purge`), and any other container labelled with its id is removed.
    * Idempotent: a session already gone is not an error.
    */
-  kill(id: string, opts: { reason?: string; purge?: boolean } = {}): Promise<KillResult> {
+  kill(id: string, opts: { reason?: TerminationReason; purge?: boolean } = {}): Promise<KillResult> {
     return killSession(this, id, opts);
   }
 

@@ -140,8 +140,8 @@ export class HostMonitor {
       const plan = await cleanup.plan({ hosts: [host], graceMs: this.opts.graceMs, kinds: ['orphan_container', 'dead_record'] });
       // Without the records or the engine's list nothing can be judged: try again next tick.
       if (plan.recordsError) throw new Error(`records unreadable: ${plan.recordsError}`);
-      const engineWarning = plan.warnings.find((w) => w.startsWith(`host ${host}:`));
-      if (engineWarning) throw new Error(engineWarning);
+      const unlisted = plan.unlistedHosts.find((h) => h.host === host);
+      if (unlisted) throw new Error(`host ${host}: containers could not be listed (${unlisted.error})`);
       for (const w of plan.warnings) logger.warn({ host }, `host recovery: ${w}`);
       const summary = await cleanup.apply(plan);
       if (summary.failures.length) throw new Error(summary.failures.map((f) => f.error).join('; '));

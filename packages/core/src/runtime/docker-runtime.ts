@@ -144,9 +144,15 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       const status = statusOf(err);
       if (status === 404) return;
-      if (status === 409 && /already in progress/i.test((err as Error).message)) return;
+      // A conflict on a forced removal is another removal under way: done once the engine shows it going or gone.
+      if (status === 409 && (await this.removing(id))) return;
       throw err;
     }
+  }
+
+  private async removing(id: string): Promise<boolean> {
+    const info = await this.inspect(id).catch(() => undefined);
+    return info === null || info?.state === 'removing';
   }
 
   async inspect(id: string): Promise<ContainerInfo | null> {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { ChannelClosedError } from '../errors/errors';
 import type { AttachedStream, ContainerRuntime } from './container-runtime';
 import { LineSplitter } from './line-splitter';
 
@@ -7,13 +8,6 @@ export interface KernelEvent {
   ev: string;
   id?: string | null;
   [k: string]: unknown;
-}
-
-export class ChannelClosedError extends Error {
-  constructor(message = 'the session container closed its stream') {
-    super(message);
-    this.name = 'ChannelClosedError';
-  }
 }
 
 /**

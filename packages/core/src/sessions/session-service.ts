@@ -1,4 +1,5 @@
 import { v4 as uuidv4 } from 'uuid';
+import type { TerminationReason } from '../errors/termination-reason';
 import type { Logger } from 'pino';
 import type { ContainerRuntime } from '../runtime/container-runtime';
 import { NotFoundError, SessionGoneError, UnavailableError } from '../errors/errors';
@@ -26,7 +27,7 @@ export interface SessionServiceOptions {
   /** Hands out a pre-started container for default limits, when a warm pool runs. */
   claimWarm?: (host: string) => Promise<{ sessionId: string; containerId: string } | null>;
   /** Called after a session is terminated, e.g. to archive its files first (see `beforeTerminate`). */
-  beforeTerminate?: (rec: SessionRecord, reason: string, opts: TerminateOptions) => Promise<void>;
+  beforeTerminate?: (rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions) => Promise<void>;
   /** Extra fields for the 410 of a terminated session, e.g. that its files can still be restored. */
   goneDetails?: (rec: SessionRecord) => Promise<Record<string, unknown> | null>;
   /** Per-API-key caps (live sessions here, executions per minute in ExecutionService.submit). */
@@ -204,7 +205,7 @@ export class SessionService {
   }
 
   /** Removes the container first, so it is gone by the time the caller hears back. */
-  async terminate(rec: SessionRecord, reason: string, opts: TerminateOptions = {}): Promise<boolean> {
+  async terminate(rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions = {}): Promise<boolean> {
     const started = process.hrtime.bigint();
     if (this.opts.beforeTerminate) {
       await this.opts.beforeTerminate(rec, reason, opts).catch((err) =>
@@ -223,7 +224,7 @@ export class SessionService {
     return changed;
   }
 
-  async delete(id: string, caller: Caller, reason = 'deleted', opts: TerminateOptions = {}): Promise<void> {
+  async delete(id: string, caller: Caller, reason: TerminationReason = 'deleted', opts: TerminateOptions = {}): Promise<void> {
     const rec = await this.find(id, caller);
     if (rec.status === 'terminated') throw await this.gone(rec);
     await this.terminate(rec, reason, opts);

@@ -1,4 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis';
+import { isTerminationReason, type TerminationReason } from '../errors/termination-reason';
+import { defineScripts } from '../infra/redis-scripts';
 import { Keys } from '../infra/keys';
 import type { Limits, Session, SessionStatus } from '../contract/schemas';
 
@@ -15,49 +17,9 @@ export interface SessionRecord {
   limits: Limits;
   metadata: Record<string, string>;
   terminatedAt: number | null;
-  terminationReason: string | null;
+  terminationReason: TerminationReason | null;
   restoredFrom: string | null;
 }
-
-// Field updates go through Lua so a touch can never bring a terminated session back.
-const TOUCH = `
-local st = redis.call('HGET', KEYS[1], 'status')
-if (not st) or st == 'terminated' then return 0 end
-local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttlSeconds'))
-local now = tonumber(ARGV[1])
-local exp = now + ttl * 1000
-redis.call('HSET', KEYS[1], 'lastActiveAt', now, 'expiresAt', exp)
-redis.call('ZADD', KEYS[2], exp, ARGV[2])
-return 1`;
-
-const SET_STATUS_IF_LIVE = `
-local st = redis.call('HGET', KEYS[1], 'status')
-if (not st) or st == 'terminated' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1])
-return 1`;
-
-/** Claims an expired, idle session for the reaper: exactly one caller gets 1. */
-const CLAIM_EXPIRED = `
-local st = redis.call('HGET', KEYS[1], 'status')
-if (not st) or st == 'terminated' then redis.call('ZREM', KEYS[2], ARGV[1]) return 0 end
-if st == 'busy' then return 0 end
-local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt'))
-if exp > tonumber(ARGV[2]) then return 0 end
-return redis.call('ZREM', KEYS[2], ARGV[1])`;
-
-const TERMINATE = `
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-if st == 'terminated' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'terminated', 'terminatedAt', ARGV[2], 'terminationReason', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1`;
-
-const ADVANCE_TURN = `
-local t = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
-if t <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'turn', tonumber(ARGV[1]) + 1) end return 1`;
 
 export interface SessionStoreOptions {
   redis: Redis;
@@ -72,7 +34,7 @@ export class SessionStore {
   private readonly tombstoneMs: number;
 
   constructor(opts: SessionStoreOptions) {
-    this.redis = opts.redis;
+    this.redis = defineScripts(opts.redis);
     this.keys = new Keys(opts.namespace);
     this.tombstoneMs = opts.tombstoneSeconds * 1000;
   }
@@ -119,24 +81,24 @@ export class SessionStore {
   }
 
   async touch(id: string, now = Date.now()): Promise<boolean> {
-    return (await this.redis.eval(TOUCH, 2, this.keys.session(id), this.keys.expiry(), now, id)) === 1;
+    return (await this.redis.sbSessionTouch(this.keys.session(id), this.keys.expiry(), now, id)) === 1;
   }
 
   async setStatusIfLive(id: string, status: 'ready' | 'busy'): Promise<boolean> {
-    return (await this.redis.eval(SET_STATUS_IF_LIVE, 1, this.keys.session(id), status)) === 1;
+    return (await this.redis.sbSessionSetStatusIfLive(this.keys.session(id), status)) === 1;
   }
 
   // The same updates queued on a caller's transaction (e.g. `ExecutionStore.multi()`), to share its round trip.
   queueTouch(m: ChainableCommander, id: string, now = Date.now()): ChainableCommander {
-    return m.eval(TOUCH, 2, this.keys.session(id), this.keys.expiry(), now, id);
+    return m.sbSessionTouch(this.keys.session(id), this.keys.expiry(), now, id);
   }
 
   queueSetStatusIfLive(m: ChainableCommander, id: string, status: 'ready' | 'busy'): ChainableCommander {
-    return m.eval(SET_STATUS_IF_LIVE, 1, this.keys.session(id), status);
+    return m.sbSessionSetStatusIfLive(this.keys.session(id), status);
   }
 
   queueAdvanceTurn(m: ChainableCommander, id: string, seq: number): ChainableCommander {
-    return m.eval(ADVANCE_TURN, 1, this.keys.session(id), seq);
+    return m.sbSessionAdvanceTurn(this.keys.session(id), seq);
   }
 
   async expiredIds(now = Date.now(), limit = 200): Promise<string[]> {
@@ -144,15 +106,13 @@ export class SessionStore {
   }
 
   async claimExpired(id: string, now = Date.now()): Promise<boolean> {
-    return (await this.redis.eval(CLAIM_EXPIRED, 2, this.keys.session(id), this.keys.expiry(), id, now)) === 1;
+    return (await this.redis.sbSessionClaimExpired(this.keys.session(id), this.keys.expiry(), id, now)) === 1;
   }
 
   /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses. */
-  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: string, now = Date.now()): Promise<boolean> {
+  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: TerminationReason, now = Date.now()): Promise<boolean> {
     const k = this.keys;
-    const r = await this.redis.eval(
-      TERMINATE,
-      3,
+    const r = await this.redis.sbSessionTerminate(
       k.session(rec.id),
       k.expiry(),
       k.hostSessions(rec.host),
@@ -205,7 +165,7 @@ export class SessionStore {
 
   /** Lets the execution after `seq` run; a no-op when the turn has already moved on. */
   async advanceTurn(id: string, seq: number): Promise<void> {
-    await this.redis.eval(ADVANCE_TURN, 1, this.keys.session(id), seq);
+    await this.redis.sbSessionAdvanceTurn(this.keys.session(id), seq);
   }
 }
 
@@ -260,7 +220,7 @@ function deserialize(h: Record<string, string>): SessionRecord {
     limits: JSON.parse(h.limits),
     metadata: JSON.parse(h.metadata || '{}'),
     terminatedAt: h.terminatedAt ? Number(h.terminatedAt) : null,
-    terminationReason: h.terminationReason || null,
+    terminationReason: storedReason(h.terminationReason),
     restoredFrom: h.restoredFrom || null,
   };
 }
@@ -268,4 +228,11 @@ function deserialize(h: Record<string, string>): SessionRecord {
 export function throwOnMultiError(res: [Error | null, unknown][] | null): void {
   if (!res) throw new Error('redis transaction aborted');
   for (const [err] of res) if (err) throw err;
+}
+
+/** A record written before the vocabulary was one (`container_gone`), or with no reason, still reads as one. */
+function storedReason(raw: string | undefined): TerminationReason | null {
+  if (!raw) return null;
+  if (raw === 'container_gone') return 'container_removed';
+  return isTerminationReason(raw) ? raw : 'terminated';
 }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ContainerRuntime } from '../runtime/container-runtime';
 import { KernelChannel, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
+import { defineScripts } from '../infra/redis-scripts';
 import { Keys } from '../infra/keys';
 import { Labels, namespaceFilter } from '../runtime/labels';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
@@ -59,18 +60,6 @@ export interface WarmPoolOptions extends WarmPoolSettings {
   channels?: KernelChannelPool;
 }
 
-// A slot is taken only while listed + being made stays under the size, whichever worker asks.
-const RESERVE = `
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-if redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-return 1`;
-
-// Listed only by the holder of a live slot, so a creation that overran its slot is never listed.
-const PUBLISH = `
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-return 1`;
 
 /**
  * Containers started ahead of demand for the default limits, on one Docker host. Each is made
@@ -94,6 +83,7 @@ export class WarmPool implements WarmPoolControl {
   private backoffUntil = 0;
 
   constructor(readonly opts: WarmPoolOptions) {
+    defineScripts(opts.redis);
     this.settings = WarmPoolSettings.parse(opts);
     this.keys = new Keys(opts.namespace);
     this.listKey = this.keys.pool(opts.runtime.hostName);
@@ -136,9 +126,7 @@ export class WarmPool implements WarmPoolControl {
     }
     while (!this.stopped && this.inFlight.size < this.settings.fillConcurrency && Date.now() >= this.backoffUntil) {
       const token = uuidv4();
-      const ok = await this.opts.redis.eval(
-        RESERVE,
-        2,
+      const ok = await this.opts.redis.sbPoolReserve(
         this.listKey,
         this.fillingKey,
         Date.now(),
@@ -182,7 +170,7 @@ export class WarmPool implements WarmPoolControl {
       await this.waitReady(containerId);
       if (this.stopped) throw new Error('the pool stopped');
       const entry: PoolEntry = { sessionId, containerId, createdAt };
-      const listed = await this.opts.redis.eval(PUBLISH, 2, this.listKey, this.fillingKey, token, JSON.stringify(entry));
+      const listed = await this.opts.redis.sbPoolPublish(this.listKey, this.fillingKey, token, JSON.stringify(entry));
       if (listed !== 1) throw new Error('its slot lapsed before the kernel was ready');
       logger.debug({ host: this.host, sessionId, containerId, ms: Date.now() - createdAt }, 'warm container listed');
     } catch (err) {

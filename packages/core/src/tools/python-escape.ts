@@ -1,3 +1,5 @@
+import { PythonEscapeError } from '../errors/errors';
+
 /**
  * Python's `codecs.decode(s, 'unicode_escape')`, as the FastAPI executor next to Dify applies it to
  * the code it receives (an LLM writes the code into JSON with its newlines as `\n` two-char escapes),
@@ -10,16 +12,6 @@
  * a trailing lone backslash) the text is kept as written unless `strict` is set. `\N{NAME}` is kept
  * as written too: inside a Python string literal, Python itself decodes it when the code runs.
  */
-
-export class PythonEscapeError extends Error {
-  constructor(
-    message: string,
-    readonly position: number,
-  ) {
-    super(message);
-    this.name = 'PythonEscapeError';
-  }
-}
 
 const SIMPLE: Record<string, string> = {
   '\\': '\\',
