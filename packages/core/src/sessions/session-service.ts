@@ -35,7 +35,14 @@ export interface SessionServiceOptions {
 export interface TerminateOptions {
   /** Archive the working directory first so a new session can restore it (`DELETE ?keep=files`). */
   keepFiles?: boolean;
+  /**
+   * A throwaway session (drop-ins): no 24 h tombstone. Its record and its runs' records lapse
+   * after `FORGOTTEN_KEEP_MS`, long enough for a worker still finishing to write to keys that expire.
+   */
+  forget?: boolean;
 }
+
+export const FORGOTTEN_KEEP_MS = 30_000;
 
 
 export function sessionContainerName(namespace: string, sessionId: string) {
@@ -204,8 +211,9 @@ export class SessionService {
       );
     }
     await this.runtime(rec.host).remove(rec.containerId);
-    const changed = await this.opts.store.terminate(rec, reason);
+    const changed = await this.opts.store.terminate(rec, reason, Date.now(), opts.forget ? FORGOTTEN_KEEP_MS : undefined);
     await this.opts.executions.dropSessionData(rec.id);
+    if (opts.forget) await this.opts.executions.expireSessionRuns(rec.id, FORGOTTEN_KEEP_MS);
     this.opts.metrics?.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
     if (changed) {
       this.opts.metrics?.sessionsTerminated.inc({ reason });

@@ -147,8 +147,8 @@ export class SessionStore {
     return (await this.redis.eval(CLAIM_EXPIRED, 2, this.keys.session(id), this.keys.expiry(), id, now)) === 1;
   }
 
-  /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses. */
-  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: string, now = Date.now()): Promise<boolean> {
+  /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses (after `keepMs`, default the tombstone time). */
+  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: string, now = Date.now(), keepMs = this.tombstoneMs): Promise<boolean> {
     const k = this.keys;
     const r = await this.redis.eval(
       TERMINATE,
@@ -159,7 +159,7 @@ export class SessionStore {
       rec.id,
       now,
       reason,
-      this.tombstoneMs,
+      keepMs,
     );
     return r === 1;
   }
