@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { loadConfig } from '@sessionbox/core';
-import { REDIS_URL, namespaceContainers, useSystem } from './helpers/system';
+import { REDIS_URL, namespaceContainers, startSystem, useSystem } from './helpers/system';
 
 /**
  * Dify's Code and Template nodes against the dify-sandbox drop-in. The client below does what
@@ -303,6 +303,34 @@ describe('dify-sandbox drop-in, driven the way Dify drives it', () => {
       }
     } finally {
       redis.disconnect();
+    }
+  });
+
+  test('enable_network (always true from Dify) gets no network unless the operator allows it', async () => {
+    const code = 'import os\ndef main() -> dict:\n    return {"interfaces": sorted(os.listdir("/sys/class/net"))}';
+    await expect(executeWorkflowCodeTemplate('python3', code, {})).resolves.toEqual({ interfaces: ['lo'] });
+
+    const allowed = await startSystem({ SESSIONBOX_API_KEYS: `dify:${KEY}`, SESSIONBOX_DIFY_ALLOW_NETWORK: 'true' });
+    try {
+      const runner = PYTHON3_RUNNER.replace('{{code}}', code).replace('{{inputs}}', b64Inputs({}));
+      const ask = async (enable_network: boolean) => {
+        const res = await fetch(`${allowed.url}/v1/sandbox/run`, {
+          method: 'POST',
+          headers: { 'X-Api-Key': KEY, 'content-type': 'application/json' },
+          body: JSON.stringify({ language: 'python3', code: runner, preload: '', enable_network }),
+        });
+        const body = (await res.json()) as any;
+        expect(body.code).toBe(0);
+        expect(body.data.error).toBe('');
+        return JSON.parse(extractResult(body.data.stdout)).interfaces as string[];
+      };
+      const withNet = await ask(true);
+      expect(withNet).toContain('lo');
+      expect(withNet.length).toBeGreaterThan(1);
+      await expect(ask(false)).resolves.toEqual(['lo']);
+      expect(await namespaceContainers(allowed.config.namespace)).toEqual([]);
+    } finally {
+      await allowed.stop();
     }
   });
 

@@ -30,6 +30,8 @@ export interface RunRequest {
   metadata?: Record<string, string>;
   /** The run's wall-clock limit; unset: the API's default. */
   timeoutMs?: number;
+  /** A session made here gets network (never from the warm pool); the caller checks the operator allows it. */
+  network?: boolean;
 }
 
 export interface RunOutcome {
@@ -118,7 +120,7 @@ export async function runThrowaway<T>(
     // same answer as the REST API, before any container is made
     throw new SessionboxError('payload_too_large', `code is over ${ctx.config.maxCodeBytes} bytes`, 413);
   }
-  const session = await ctx.core.sessions.create({ metadata: p.metadata }, p.caller);
+  const session = await ctx.core.sessions.create({ metadata: p.metadata }, p.caller, { network: p.network });
   try {
     const rec = await ctx.executions.submit(session.id, { code: p.code, timeoutMs: p.timeoutMs }, p.caller);
     const done = (await ctx.executions.waitForEnd(rec.id, rec.timeoutMs + 120_000, p.signal)) ?? rec;

@@ -132,9 +132,6 @@ export function difySandboxRouter(ctx: ApiContext): Router {
   r.post('/v1/sandbox/run', async (req, res) => {
     const body = bind(DifyRunBody, req.body);
     const language = languageOf(body.language);
-    if (body.enable_network && ctx.config.difyAllowNetwork) {
-      ctx.logger.debug('enable_network asked and allowed, but runs have no network yet');
-    }
     const aborter = new AbortController();
     res.on('close', () => aborter.abort());
     const source = joinPreload(body.preload, body.code);
@@ -148,6 +145,8 @@ export function difySandboxRouter(ctx: ApiContext): Router {
         signal: aborter.signal,
         metadata: { via: 'dify-sandbox', language },
         timeoutMs: ctx.config.difyTimeoutMs,
+        // Dify always asks; only an operator's SESSIONBOX_DIFY_ALLOW_NETWORK=true grants it.
+        network: body.enable_network && ctx.config.difyAllowNetwork,
       },
       async ({ record, finished, session }) => {
         if (!finished) throw new DifyFailure(200, -500, `runner failure: the run had not ended (${record.status})`);

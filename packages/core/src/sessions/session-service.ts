@@ -44,6 +44,12 @@ export interface TerminateOptions {
 
 export const FORGOTTEN_KEEP_MS = 30_000;
 
+export interface CreateExtra {
+  restoredFrom?: string | null;
+  /** The container gets the engine's bridge network (the dify-sandbox drop-in, when the operator allows it). */
+  network?: boolean;
+}
+
 
 export function sessionContainerName(namespace: string, sessionId: string) {
   return `sessionbox-${namespace}-${sessionId}`;
@@ -98,7 +104,7 @@ export class SessionService {
     return best.host;
   }
 
-  async create(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null } = {}): Promise<SessionRecord> {
+  async create(body: CreateSessionBody, caller: Caller, extra: CreateExtra = {}): Promise<SessionRecord> {
     const slot = this.opts.limits ? await this.opts.limits.reserveSession(caller) : null;
     let rec: SessionRecord;
     try {
@@ -111,7 +117,7 @@ export class SessionService {
     return rec;
   }
 
-  private async createContainerAndRecord(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null }): Promise<SessionRecord> {
+  private async createContainerAndRecord(body: CreateSessionBody, caller: Caller, extra: CreateExtra): Promise<SessionRecord> {
     const started = process.hrtime.bigint();
     const now = Date.now();
     const limits: Limits = { ...DEFAULT_LIMITS, ...(body.limits ?? {}) };
@@ -120,7 +126,8 @@ export class SessionService {
     const host = await this.placeSession();
     const runtime = this.runtime(host);
 
-    const warm = sameLimits(limits, DEFAULT_LIMITS) && this.opts.claimWarm ? await this.opts.claimWarm(host) : null;
+    // Warm containers have no network: a session that needs one is always made cold.
+    const warm = sameLimits(limits, DEFAULT_LIMITS) && !extra.network && this.opts.claimWarm ? await this.opts.claimWarm(host) : null;
     const id = warm?.sessionId ?? uuidv4();
     const containerId =
       warm?.containerId ??
@@ -130,6 +137,7 @@ export class SessionService {
         labels: sessionLabels({ namespace: this.opts.namespace, sessionId: id, host, now, expiresAt }),
         limits,
         runtime: this.opts.ociRuntime,
+        network: extra.network,
       }));
 
     const rec: SessionRecord = {
