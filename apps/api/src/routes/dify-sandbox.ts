@@ -1,6 +1,6 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { Router, type NextFunction, type Request, type Response } from 'express';
-import { isSessionboxError, type ExecutionRecord } from '@sessionbox/core';
+import { ErrorBody, isSessionboxError, type ExecutionRecord } from '@sessionbox/core';
 import { z } from 'zod';
 import type { ApiContext } from '../context';
 import { baseUrl, caller } from '../http';
@@ -45,6 +45,11 @@ const DependenciesEnvelope = envelope(
   z.object({ dependencies: z.array(z.object({ name: z.string(), version: z.string() })) }).nullable(),
   'DifySandboxDependenciesResponse',
 );
+
+/** dify-sandbox's error answer; its routes keep it for 4xx/5xx (the house `Error` body would break Dify's reading). */
+const DifyError = z
+  .object({ code: z.number().int().meta({ example: -400 }), message: z.string(), data: z.null() })
+  .meta({ id: 'DifySandboxError' });
 
 export type DifyRunData = z.infer<typeof RunData>;
 
@@ -193,6 +198,9 @@ export function difySandboxRouter(ctx: ApiContext): Router {
 
 export function registerDifySandboxPaths(registry: OpenAPIRegistry) {
   const json = <T extends z.ZodType>(schema: T) => ({ 'application/json': { schema } });
+  const unsupported = { description: 'Unsupported language (`code: -400`).', content: json(DifyError) };
+  const badKey = { description: 'The key is not valid (sessionbox\'s error body; Dify reads only the status).', content: json(ErrorBody) };
+  const full = { description: 'No capacity, or the key\'s limit (`code: -503`).', content: json(DifyError) };
   registry.registerPath({
     method: 'post',
     path: '/v1/sandbox/run',
@@ -202,14 +210,9 @@ export function registerDifySandboxPaths(registry: OpenAPIRegistry) {
     description:
       'Key in `X-Api-Key`. `python3` code runs in a throwaway session; `nodejs` code runs with Debian\'s node in the same kind of container. ' +
       'HTTP 200 with `code: 0` whether or not the code failed: `data.error` is non-empty only when it failed (traceback, timeout, OOM). ' +
-      'Errors: HTTP 400 `code: -400` for an unsupported language, HTTP 200 `code: -400` for a body that does not bind, HTTP 503 `code: -503` when full, HTTP 200 `code: -500` when the runner failed.',
+      'HTTP 200 with `code: -400` for a body that does not bind, `code: -500` when the runner failed (`data: null`).',
     request: { body: { required: true, content: json(DifyRunBody) } },
-    responses: {
-      200: { description: 'The envelope.', content: json(RunEnvelope) },
-      400: { description: 'Unsupported language (`code: -400`).', content: json(RunEnvelope) },
-      401: { description: 'The key is not valid.' },
-      503: { description: 'No capacity (`code: -503`).', content: json(RunEnvelope) },
-    },
+    responses: { 200: { description: 'The envelope.', content: json(RunEnvelope) }, 400: unsupported, 401: badKey, 503: full },
   });
   for (const path of ['/v1/sandbox/dependencies', '/v1/sandbox/dependencies/refresh']) {
     registry.registerPath({
@@ -219,7 +222,7 @@ export function registerDifySandboxPaths(registry: OpenAPIRegistry) {
       tags: ['drop-in'],
       summary: 'Python packages of the session image (dify-sandbox shape)',
       request: { query: DifyLanguageQuery },
-      responses: { 200: { description: 'The envelope.', content: json(DependenciesEnvelope) } },
+      responses: { 200: { description: 'The envelope.', content: json(DependenciesEnvelope) }, 400: unsupported, 401: badKey, 503: full },
     });
   }
   registry.registerPath({
@@ -229,7 +232,11 @@ export function registerDifySandboxPaths(registry: OpenAPIRegistry) {
     tags: ['drop-in'],
     summary: 'Accepted and ignored: the session image is fixed',
     request: { body: { required: true, content: json(DifyLanguageQuery) } },
-    responses: { 200: { description: '`{"code":0,"message":"success","data":{}}`.', content: json(envelope(z.object({}), 'DifySandboxUpdateResponse')) } },
+    responses: {
+      200: { description: '`{"code":0,"message":"success","data":{}}`.', content: json(envelope(z.object({}), 'DifySandboxUpdateResponse')) },
+      400: unsupported,
+      401: badKey,
+    },
   });
   registry.registerPath({
     method: 'get',
@@ -237,7 +244,11 @@ export function registerDifySandboxPaths(registry: OpenAPIRegistry) {
     operationId: 'listImages',
     tags: ['drop-in'],
     summary: 'The session image: interpreter versions and the Python packages a run can import',
-    responses: { 200: { description: 'The images sessions run in.', content: json(z.object({ images: z.array(ImageDescription) })) } },
+    responses: {
+      200: { description: 'The images sessions run in.', content: json(z.object({ images: z.array(ImageDescription) })) },
+      401: { description: 'The key is not valid.', content: json(ErrorBody) },
+      503: { description: 'No capacity for the probe run, or Docker/Redis down.', content: json(ErrorBody) },
+    },
   });
   registry.registerPath({
     method: 'get',
@@ -248,4 +259,3 @@ export function registerDifySandboxPaths(registry: OpenAPIRegistry) {
     responses: { 200: { description: '"ok"', content: json(z.literal('ok')) } },
   });
 }
-
