@@ -334,6 +334,26 @@ describe('dify-sandbox drop-in, driven the way Dify drives it', () => {
     }
   });
 
+  test('overload: no capacity left is HTTP 503 code -503, which Dify reports as the service being unavailable', async () => {
+    const full = await startSystem({ SESSIONBOX_API_KEYS: `dify:${KEY}`, SESSIONBOX_HOST_CAPACITY: '1' }, { worker: false });
+    try {
+      const held = await full.http.post('/v1/sessions', {}, { authorization: `Bearer ${KEY}` });
+      expect(held.status).toBe(201);
+      const runner = PYTHON3_RUNNER.replace('{{code}}', 'def main() -> dict:\n    return {}').replace('{{inputs}}', b64Inputs({}));
+      const res = await fetch(`${full.url}/v1/sandbox/run`, {
+        method: 'POST',
+        headers: { 'X-Api-Key': KEY, 'content-type': 'application/json' },
+        body: JSON.stringify({ language: 'python3', code: runner, preload: '', enable_network: true }),
+      });
+      expect(res.status).toBe(503);
+      const body = (await res.json()) as any;
+      expect(body).toMatchObject({ code: -503, data: null });
+      expect(body.message).toContain('full');
+    } finally {
+      await full.stop();
+    }
+  });
+
   test('configuration: a 30 s default run limit, network off by default', () => {
     const c = loadConfig({});
     expect(c.difyTimeoutMs).toBe(30_000);
