@@ -201,7 +201,6 @@ export class ExecutionStore {
     return this.redis.getBuffer(this.keys.figure(figureId));
   }
 
-  /** Deletes what a session leaves behind: figure bytes now; records lapse on their own. */
   /** Shortens the life of a session's execution records and event logs (a throwaway session's, see `TerminateOptions.forget`). */
   async expireSessionRuns(sessionId: string, keepMs: number): Promise<void> {
     const ids = await this.redis.lrange(this.keys.sessionExecutions(sessionId), 0, -1);
@@ -211,6 +210,7 @@ export class ExecutionStore {
     await m.exec().then(throwOnMultiError);
   }
 
+  /** Deletes what a session leaves behind: figure bytes now; records lapse on their own. */
   async dropSessionData(sessionId: string): Promise<number> {
     const figs = await this.redis.smembers(this.keys.sessionFigures(sessionId));
     const keys = [...figs.map((f) => this.keys.figure(f)), this.keys.sessionFigures(sessionId)];
