@@ -182,6 +182,20 @@ describe('dify-sandbox drop-in, driven the way Dify drives it', () => {
     await expectNoContainerLeft();
   });
 
+  test('python3: scipy, scikit-learn, seaborn and statsmodels import and work in a Code node', async () => {
+    const code = [
+      'def main(xs: list, ys: list) -> dict:',
+      '    import numpy as np, seaborn, statsmodels.api as sm',
+      '    from scipy import stats',
+      '    from sklearn.linear_model import LinearRegression',
+      '    m = LinearRegression().fit(np.array(xs).reshape(-1, 1), ys)',
+      '    ols = sm.OLS(ys, sm.add_constant(xs)).fit()',
+      '    return {"slope": round(float(m.coef_[0]), 6), "ols": round(float(ols.params[1]), 6), "r": round(float(stats.pearsonr(xs, ys)[0]), 6), "sns": bool(seaborn.__version__)}',
+    ].join('\n');
+    await expect(executeWorkflowCodeTemplate('python3', code, { xs: [1, 2, 3, 4], ys: [3, 5, 7, 9] })).resolves.toEqual({ slope: 2, ols: 2, r: 1, sns: true });
+    await expectNoContainerLeft();
+  });
+
   test('python3: a main that raises fails the node with the traceback', async () => {
     const code = ['def main(stock: int) -> dict:', '    if stock <= 0:', '        raise ValueError("在庫がありません")', '    return {"ok": True}'].join('\n');
     const err = await executeWorkflowCodeTemplate('python3', code, { stock: 0 }).catch((e) => e);
