@@ -10,6 +10,7 @@ import IORedis from 'ioredis';
 import { Queue, Worker } from 'bullmq';
 import { DockerRuntime, KernelChannel, Keys } from '@sessionbox/core';
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
+import { benchDifySandbox, difyReportLines, type DifyBenchResult } from './dify-sandbox';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { JsonClient } from './http-client';
 import { containerMemory, containerPids, cpuSnapshot, machineInfo, meminfo, pidsMatching, shimRss, type MachineInfo } from './machine';
@@ -17,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { fmtBytes, fmtMs, round, sleep, speedup, summarize, timed, type Summary } from './stats';
 import { REDIS_URL, ROOT, cleanupNamespace, docker, startBenchSystem, type BenchSystem, type Mode } from './system';
 
-const SECTIONS = ['baselines', 'cold', 'warm', 'print', 'plot', 'profile', 'ttl', 'sustained', 'memory', 'floor'] as const;
+const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'print', 'plot', 'profile', 'ttl', 'sustained', 'memory', 'floor'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const PLOT_CODE = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
@@ -70,6 +71,7 @@ interface Results {
     fitEstimate: number;
   };
   floor?: { name: string; workingSetBytes: number; rssBytes: number }[];
+  dify?: DifyBenchResult;
   cpuProfiles?: ProfileSummary[];
   errors: string[];
 }
@@ -225,6 +227,11 @@ async function main() {
       const refillPerSecond = refill.length ? poolSize / (refill.reduce((a, b) => a + b, 0) / refill.length) : poolSize / ((Date.now() - fillStart) / 1000);
       res.warm = { create: summarize(create), firstResult: summarize(first), claimed: create.length, missed, refillPerSecond: round(refillPerSecond, 2) };
       await waitPoolFull();
+    }
+
+    if (want('dify')) {
+      log(`dify-sandbox /v1/sandbox/run ×${q ? 10 : 30} each: a trivial python3 main, a pandas main`);
+      res.dify = await benchDifySandbox(http(), q ? 10 : 30, () => waitPoolFull());
     }
 
     let probe: { id: string; containerId: string } | null = null;
@@ -699,6 +706,7 @@ function report(r: Results): string {
     lines.push('', '| Bare interpreter in the same image | Working set | Anonymous |', '|---|---|---|');
     for (const f of r.floor) lines.push(`| ${f.name} | ${fmtBytes(f.workingSetBytes)} | ${fmtBytes(f.rssBytes)} |`);
   }
+  if (r.dify) lines.push(...difyReportLines(r.dify));
   if (r.warm) lines.push('', `Warm pool: ${r.warm.claimed} warm claims measured (${r.warm.missed} fell back to cold); refill ≈ ${r.warm.refillPerSecond} containers/s.`);
   if (r.cpuProfiles?.length) {
     lines.push('', 'CPU profiles (self time by package/file):');

@@ -2,10 +2,10 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiKeyring, UnauthorizedError, type Caller, type Config } from '@sessionbox/core';
 
 /**
- * Paths anyone may call: liveness (load balancers), metrics (aggregate counts only) and the API
- * description. Everything else needs a key once keys are configured.
+ * Paths anyone may call: liveness (load balancers; `/health` is dify-sandbox's), metrics (aggregate
+ * counts only) and the API description. Everything else needs a key once keys are configured.
  */
-const OPEN_PATHS = [/^\/healthz$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/];
+const OPEN_PATHS = [/^\/healthz$/, /^\/health$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/];
 
 /** The presented key: `Authorization: Bearer <key>`, or `X-API-Key: <key>` (Dify custom-tool auth, scripts). */
 export function presentedKey(req: Request): string | null {

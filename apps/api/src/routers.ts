@@ -3,6 +3,7 @@ import type { RouterFactory } from './context';
 import { eventsRouter } from './routes/events';
 import { filesRouter, registerFilesPaths } from './routes/files';
 import { dropinRouter, registerDropinPaths } from './routes/dropin';
+import { difySandboxRouter, registerDifySandboxPaths } from './routes/dify-sandbox';
 import { mcpRouter, registerMcpPaths } from './routes/mcp';
 import { metricsRouter } from './routes/metrics';
 import { registerToolsPaths, toolsRouter } from './routes/tools';
@@ -24,6 +25,7 @@ export const features: Feature[] = [
   { name: 'tools', router: toolsRouter, openapi: registerToolsPaths },
   { name: 'mcp', router: mcpRouter, openapi: registerMcpPaths },
   { name: 'dropin', router: dropinRouter, openapi: registerDropinPaths },
+  { name: 'dify-sandbox', router: difySandboxRouter, openapi: registerDifySandboxPaths },
   { name: 'metrics', router: metricsRouter }, // Prometheus text, not part of the JSON API document
 ];
 

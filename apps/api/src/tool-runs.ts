@@ -29,6 +29,10 @@ export interface RunRequest {
   signal?: AbortSignal;
   /** Labels for a session made here, e.g. `{ via: 'mcp' }`. */
   metadata?: Record<string, string>;
+  /** The run's wall-clock limit; unset: the API's default. */
+  timeoutMs?: number;
+  /** A session made here gets network (never from the warm pool); the caller checks the operator allows it. */
+  network?: boolean;
 }
 
 export interface RunOutcome {
@@ -104,7 +108,8 @@ export async function runForTool(ctx: ApiContext, p: RunRequest): Promise<RunOut
 
 /**
  * Runs `code` in a session made for it alone and removes the session (container included) before
- * returning, whatever happens, so callers answer only once nothing is left. `use` sees the finished
+ * returning, whatever happens, so callers answer only once nothing is left (and no 24 h tombstone:
+ * its records lapse within seconds, `TerminateOptions.forget`). `use` sees the finished
  * run while its figures are still stored, and returns what the caller needs from it.
  */
 export async function runThrowaway<T>(
@@ -116,13 +121,13 @@ export async function runThrowaway<T>(
     // same answer as the REST API, before any container is made
     throw new SessionboxError('payload_too_large', `code is over ${ctx.config.maxCodeBytes} bytes`, 413);
   }
-  const session = await ctx.core.sessions.create({ metadata: p.metadata }, p.caller);
+  const session = await ctx.core.sessions.create({ metadata: p.metadata }, p.caller, { network: p.network });
   try {
-    const rec = await ctx.executions.submit(session.id, { code: p.code }, p.caller);
+    const rec = await ctx.executions.submit(session.id, { code: p.code, timeoutMs: p.timeoutMs }, p.caller);
     const done = (await ctx.executions.waitForEnd(rec.id, rec.timeoutMs + 120_000, p.signal)) ?? rec;
     return await use({ session, created: true, record: done, execution: toApiExecution(done, p.base), finished: TERMINAL_STATUSES.has(done.status) });
   } finally {
-    await ctx.core.sessions.terminate(session, 'completed').catch((err) =>
+    await ctx.core.sessions.terminate(session, 'completed', { forget: true }).catch((err) =>
       ctx.logger.warn({ sessionId: session.id, err: errMsg(err) }, 'could not remove a throwaway session'),
     );
   }

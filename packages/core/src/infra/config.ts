@@ -82,6 +82,10 @@ export const EnvSchema = z.object({
   SESSIONBOX_KEY_MAX_SESSIONS: optionalInt(),
   /** Unset: 600 per key when keys are configured, no limit otherwise; 0 = no limit. */
   SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE: optionalInt(),
+  /** Wall-clock limit of one dify-sandbox `/v1/sandbox/run` (Dify's read timeout is 60 s). */
+  SESSIONBOX_DIFY_TIMEOUT_MS: int(30_000, 1000, 600_000),
+  /** Honour `enable_network: true` of dify-sandbox calls (a run gets a container on the default bridge network). */
+  SESSIONBOX_DIFY_ALLOW_NETWORK: bool.default(false),
 });
 export type Env = z.infer<typeof EnvSchema>;
 
@@ -168,6 +172,9 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     /** Per-key defaults (a key's own values win); null or 0 = no limit. */
     keyMaxSessions: e.SESSIONBOX_KEY_MAX_SESSIONS ?? (keyed ? 50 : null),
     keyExecutionsPerMinute: e.SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE ?? (keyed ? 600 : null),
+    /** dify-sandbox drop-in: a run's time limit, and whether `enable_network` is honoured. */
+    difyTimeoutMs: e.SESSIONBOX_DIFY_TIMEOUT_MS,
+    difyAllowNetwork: e.SESSIONBOX_DIFY_ALLOW_NETWORK,
   };
 }
 

@@ -9,6 +9,8 @@ export interface SessionContainerSpec {
   limits: Limits;
   /** OCI runtime: `runc` (default) or `runsc` (gVisor). */
   runtime?: string;
+  /** On the engine's default bridge network; otherwise (the default) no network at all. */
+  network?: boolean;
 }
 
 export interface ContainerInfo {

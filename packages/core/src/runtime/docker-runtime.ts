@@ -60,7 +60,7 @@ export function hostConfigFor(spec: SessionContainerSpec): Docker.HostConfig {
     MemorySwappiness: 0,
     NanoCpus: Math.round(cpus * 1e9),
     PidsLimit: spec.runtime === 'runsc' ? RUNSC_PIDS_BASE + pids * RUNSC_PIDS_PER_PROCESS : pids,
-    NetworkMode: 'none',
+    NetworkMode: spec.network ? 'bridge' : 'none',
     ReadonlyRootfs: true,
     // /work allows exec (a user may run a helper binary; Python with ctypes can make any system
     // call anyway, so noexec guards nothing there); /tmp keeps Docker's noexec default.
@@ -118,7 +118,7 @@ export class DockerRuntime implements ContainerRuntime {
         AttachStdout: false,
         AttachStderr: false,
         Tty: false,
-        NetworkDisabled: true,
+        NetworkDisabled: !spec.network,
         HostConfig: hostConfigFor(spec),
       });
     } catch (err) {

@@ -39,6 +39,19 @@ export interface TerminateOptions {
   keepFiles?: boolean;
   /** Delete its executions' records and event logs now, rather than letting them lapse (`DELETE` without `keep=outputs`). */
   dropOutputs?: boolean;
+  /**
+   * A throwaway session (drop-ins): no 24 h tombstone. Its record and its runs' records lapse
+   * after `FORGOTTEN_KEEP_MS`, long enough for a worker still finishing to write to keys that expire.
+   */
+  forget?: boolean;
+}
+
+export const FORGOTTEN_KEEP_MS = 30_000;
+
+export interface CreateExtra {
+  restoredFrom?: string | null;
+  /** The container gets the engine's bridge network (the dify-sandbox drop-in, when the operator allows it). */
+  network?: boolean;
 }
 
 
@@ -100,7 +113,7 @@ export class SessionService {
     return best.host;
   }
 
-  async create(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null } = {}): Promise<SessionRecord> {
+  async create(body: CreateSessionBody, caller: Caller, extra: CreateExtra = {}): Promise<SessionRecord> {
     const slot = this.opts.limits ? await this.opts.limits.reserveSession(caller) : null;
     let rec: SessionRecord;
     try {
@@ -113,7 +126,7 @@ export class SessionService {
     return rec;
   }
 
-  private async createContainerAndRecord(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null }): Promise<SessionRecord> {
+  private async createContainerAndRecord(body: CreateSessionBody, caller: Caller, extra: CreateExtra): Promise<SessionRecord> {
     const started = process.hrtime.bigint();
     const now = Date.now();
     const limits: Limits = { ...DEFAULT_LIMITS, ...(body.limits ?? {}) };
@@ -122,7 +135,8 @@ export class SessionService {
     const host = await this.placeSession();
     const runtime = this.runtime(host);
 
-    const warm = sameLimits(limits, DEFAULT_LIMITS) && this.opts.claimWarm ? await this.opts.claimWarm(host) : null;
+    // Warm containers have no network: a session that needs one is always made cold.
+    const warm = sameLimits(limits, DEFAULT_LIMITS) && !extra.network && this.opts.claimWarm ? await this.opts.claimWarm(host) : null;
     const id = warm?.sessionId ?? uuidv4();
     const containerId =
       warm?.containerId ??
@@ -132,6 +146,7 @@ export class SessionService {
         labels: sessionLabels({ namespace: this.opts.namespace, sessionId: id, host, now, expiresAt }),
         limits,
         runtime: this.opts.ociRuntime,
+        network: extra.network,
       }));
 
     const rec: SessionRecord = {
@@ -213,9 +228,10 @@ export class SessionService {
       );
     }
     await this.runtime(rec.host).remove(rec.containerId);
-    const changed = await this.opts.store.terminate(rec, reason);
+    const changed = await this.opts.store.terminate(rec, reason, Date.now(), opts.forget ? FORGOTTEN_KEEP_MS : undefined);
     await this.opts.executions.dropSessionData(rec.id);
     if (opts.dropOutputs) await this.opts.executions.dropSessionOutputs(rec.id);
+    if (opts.forget) await this.opts.executions.expireSessionRuns(rec.id, FORGOTTEN_KEEP_MS);
     this.metrics.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
     if (changed) {
       this.metrics.sessionsTerminated.inc({ reason });

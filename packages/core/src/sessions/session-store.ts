@@ -109,8 +109,8 @@ export class SessionStore {
     return (await this.redis.sbSessionClaimExpired(this.keys.session(id), this.keys.expiry(), id, now)) === 1;
   }
 
-  /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses. */
-  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: TerminationReason, now = Date.now()): Promise<boolean> {
+  /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses (after `keepMs`, default the tombstone time). */
+  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: TerminationReason, now = Date.now(), keepMs = this.tombstoneMs): Promise<boolean> {
     const k = this.keys;
     const r = await this.redis.sbSessionTerminate(
       k.session(rec.id),
@@ -119,7 +119,7 @@ export class SessionStore {
       rec.id,
       now,
       reason,
-      this.tombstoneMs,
+      keepMs,
     );
     return r === 1;
   }
