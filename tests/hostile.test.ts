@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { statfsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { DockerRuntime, FILEOPS_CMD } from '@sessionbox/core';
-import { docker, namespaceContainers, startSystem, type TestSystem } from './helpers/system';
+import { describeContainers, docker, namespaceContainers, startSystem, type TestSystem } from './helpers/system';
 
 type Runtime = 'runc' | 'runsc';
 
@@ -141,13 +141,14 @@ function describeRuntime(runtime: Runtime) {
     afterAll(async () => {
       delete process.env.SESSIONBOX_HOSTILE_CANARY;
       delete process.env.REDIS_PASSWORD_CANARY;
-      const ns = sys.config.namespace;
-      await sys.stop();
-      const leaked = (await namespaceContainers(ns)).length;
+      // the sessions still live by design (bystander, restored copies): ended through the API, as a user would
+      const live = (await sys.http.get('/v1/sessions')).body.sessions.filter((s: { status: string }) => s.status !== 'terminated');
+      for (const s of live) expect([204, 410]).toContain((await sys.http.delete(`/v1/sessions/${s.id}`)).status);
+      const leaked = describeContainers(await sys.stop());
       console.log(
-        `hostile suite under ${runtime}: ${contained.length} cases contained (${contained.join('; ')}), containers leaked: ${leaked}; measured ${JSON.stringify(measured)}`,
+        `hostile suite under ${runtime}: ${contained.length} cases contained (${contained.join('; ')}), containers leaked: ${leaked.length}; measured ${JSON.stringify(measured)}`,
       );
-      expect(leaked).toBe(0);
+      expect({ leftBehind: leaked }).toEqual({ leftBehind: [] });
     });
 
     test('fork bomb: stopped by the pids limit and reported; nothing survives the run', async () => {
@@ -190,7 +191,9 @@ function describeRuntime(runtime: Runtime) {
               if os.path.exists(f):
                   _result = int(dict(l.split() for l in open(f))[key])
         `);
-        if (gvisor) expect(oomKills === null || oomKills >= 1).toBe(true);
+        // gVisor shows the sandbox no cgroup filesystem (/sys/fs/cgroup cannot be listed), so there is
+        // no counter to read: the kill is known from the engine's side only
+        if (gvisor) expect(oomKills).toBeNull();
         else expect(oomKills).toBeGreaterThanOrEqual(1);
         // A child that eats the memory is killed alone; the run says so in a note.
         const child = await run(s, "import subprocess\nsubprocess.run(['python3', '-c', 'x = []\\nwhile True: x.append(bytearray(8 << 20))']).returncode", 60_000);
@@ -528,7 +531,8 @@ function describeRuntime(runtime: Runtime) {
       );
       expect(res.uid).toEqual([1000, 1000]);
       expect(res.caps).toBe('0000000000000000');
-      if (res.no_new_privs !== '') expect(res.no_new_privs).toBe('1');
+      // gVisor's /proc/self/status has no NoNewPrivs line; its effect is the setuid mount failing below
+      expect(res.no_new_privs).toBe(gvisor ? '' : '1');
       // mount is setuid root in the image: with no-new-privileges it runs as uid 1000.
       expect(res.mount_setuid[0]).not.toBe(0);
       if (!gvisor) expect(res.mount_setuid[1]).toMatch(/must be superuser/);
