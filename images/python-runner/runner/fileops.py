@@ -23,7 +23,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves it out
 
-from safefs import DEFAULT_MAX_FILE_BYTES, FileError, WorkDir, encode_event, int_field, write_all  # noqa: E402
+from errors import ErrorCode, FileError  # noqa: E402
+from safefs import DEFAULT_MAX_FILE_BYTES, WorkDir, encode_event, int_field, write_all  # noqa: E402
 
 MAX_REQUEST_LINE = 1 << 20
 DEFAULT_TIMEOUT_MS = 600_000
@@ -55,7 +56,7 @@ class Ops:
         if quota is not None:
             replacing = quota.get("replacing") if isinstance(quota, dict) else None
             if not isinstance(replacing, list):
-                raise FileError("bad_request", "quota must be {capBytes, replacing: [paths], extraBytes}")
+                raise FileError(ErrorCode.BAD_REQUEST, "quota must be {capBytes, replacing: [paths], extraBytes}")
             self.work.check_quota(int_field(quota, "capBytes", None, 0), replacing,
                                   self.size() + int_field(quota, "extraBytes", 0, 0))
         return "file_done", self.work.write(self.req.get("path"), self.src, self.size(), self.limit())
@@ -75,16 +76,16 @@ class Ops:
     def op_extract(self):
         size, limit = self.size(), self.limit()
         if size > limit:
-            raise FileError("too_large", f"the archive is larger than {limit} bytes")
+            raise FileError(ErrorCode.TOO_LARGE, f"the archive is larger than {limit} bytes")
         data = self.src.read(size)
         if len(data) != size:
-            raise FileError("bad_request", f"the archive ended after {len(data)} of {size} bytes")
+            raise FileError(ErrorCode.BAD_REQUEST, f"the archive ended after {len(data)} of {size} bytes")
         return "file_done", self.work.extract(data)
 
     def run(self):
         handler = getattr(self, "op_" + str(self.req.get("op")), None)
         if handler is None:
-            raise FileError("bad_request", f"unknown op {self.req.get('op')!r}")
+            raise FileError(ErrorCode.BAD_REQUEST, f"unknown op {self.req.get('op')!r}")
         ev, fields = handler()
         self.emit({"ev": ev, **fields})
 
@@ -92,14 +93,14 @@ class Ops:
 def read_request(src):
     line = src.readline(MAX_REQUEST_LINE + 1)
     if not line.endswith(b"\n"):
-        raise FileError("bad_request", "expected one JSON request line on stdin"
+        raise FileError(ErrorCode.BAD_REQUEST, "expected one JSON request line on stdin"
                         if len(line) <= MAX_REQUEST_LINE else f"request line longer than {MAX_REQUEST_LINE} bytes")
     try:
         req = json.loads(line)
     except ValueError as exc:
-        raise FileError("bad_request", f"request is not valid JSON: {exc}")
+        raise FileError(ErrorCode.BAD_REQUEST, f"request is not valid JSON: {exc}")
     if not isinstance(req, dict):
-        raise FileError("bad_request", "request is not a JSON object")
+        raise FileError(ErrorCode.BAD_REQUEST, "request is not a JSON object")
     return req
 
 
@@ -127,7 +128,7 @@ def main():
         import traceback
 
         traceback.print_exc()
-        ops.emit({"ev": "error", "code": "bad_request", "message": f"{type(exc).__name__}: {exc}"})
+        ops.emit({"ev": "error", "code": ErrorCode.BAD_REQUEST, "message": f"{type(exc).__name__}: {exc}"})
         return 1
     return 0
 
