@@ -2,15 +2,22 @@
 
 Run by the backend, once per operation, next to the supervisor rather than through it:
 
-    docker exec -i -u 1000:1000 -w /work <container> python3 -I -S -B /opt/sessionbox/fileops.py
+    docker exec -i -u 65534:65534 -w / <container> python3 -I -S -B /opt/sessionbox/fileops.py
 
-(-I: HOME is /work, so user code could otherwise plant a user site dir or PYTHON* settings that
-run inside this process; -S: only the standard library is needed, and `site` costs start-up
-time.) Reads one JSON request line on stdin, followed by `size` raw bytes for `file_write` and
-`extract`; writes NDJSON events on stdout (`file_chunk`s, then exactly one `file_done`,
-`file_list` or `error`) and exits 0, or 1 after an `error`.
+(-I: no user site dir, `.pth` file or PYTHON* settings can run inside this process; -S: only the
+standard library is needed, and `site` costs start-up time.) Reads one JSON request line on
+stdin, followed by `size` raw bytes for `file_write` and `extract`; writes NDJSON events on
+stdout (`file_chunk`s, then exactly one `file_done`, `file_list` or `error`) and exits 0, or 1
+after an `error`.
 
-Environment: SESSIONBOX_WORKDIR (default /work).
+Run as another uid than the work directory's owner (the session's uid, which user code runs
+as), it is only a relay: user code cannot open its /proc/<pid>/fd or ptrace it, from its first
+instruction on, so it cannot forge its answer. It passes stdin and stdout through to the
+supervisor's file-operation socket, where a process forked from the (non-dumpable) supervisor
+does the work (`handle`). Run as the owner itself (tests outside a container), it does the work.
+
+Environment: SESSIONBOX_WORKDIR (default /work), SESSIONBOX_FILEOPS_SOCKET (default
+"@sessionbox-fileops", an abstract socket name).
 """
 
 import base64
@@ -19,7 +26,10 @@ import json
 import math
 import os
 import signal
+import socket
+import struct
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves it out
 
@@ -28,6 +38,28 @@ from safefs import DEFAULT_MAX_FILE_BYTES, WorkDir, encode_event, int_field, wri
 
 MAX_REQUEST_LINE = 1 << 20
 DEFAULT_TIMEOUT_MS = 600_000
+# What one answer may carry beyond the bytes it was asked for: base64 (4/3) and event framing.
+ANSWER_SLACK_BYTES = 1 << 20
+MAX_SMALL_ANSWER_BYTES = 16 << 20  # file_list, file_done, error
+WORKDIR = os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work"))
+SOCKET_NAME = os.environ.get("SESSIONBOX_FILEOPS_SOCKET", "@sessionbox-fileops")
+
+
+HELLO = b"\x01"  # the relay's first byte, sent with its credentials (SCM_CREDENTIALS)
+
+
+def socket_address(name=SOCKET_NAME):
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+def sender_uid(sock):
+    """The uid the kernel vouches for on the relay's first byte (SO_PEERCRED is not used: gVisor
+    answers it with the receiver's own credentials); None without that byte."""
+    data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12))
+    for level, kind, value in ancillary:
+        if data == HELLO and level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            return struct.unpack("3i", value[:12])[1]
+    return None
 PR_SET_DUMPABLE = 4
 
 
@@ -37,10 +69,20 @@ class Ops:
         self.src = src
         self.req = req
         self.id = req.get("id")
-        self.work = WorkDir(os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work")))
+        self.work = WorkDir(WORKDIR)
+        self.sent = 0
+
+    def answer_cap(self):
+        if self.req.get("op") in ("file_read", "archive"):
+            return self.limit() * 4 // 3 + ANSWER_SLACK_BYTES
+        return MAX_SMALL_ANSWER_BYTES
 
     def emit(self, event):
-        write_all(self.out_fd, encode_event({"ev": event.pop("ev"), "id": self.id, **event}))
+        data = encode_event({"ev": event.pop("ev"), "id": self.id, **event})
+        if self.sent + len(data) > self.answer_cap() and event.get("code") is None:
+            raise FileError(ErrorCode.TOO_LARGE, f"the answer would be over {self.answer_cap()} bytes")
+        self.sent += len(data)
+        write_all(self.out_fd, data)
 
     def send_chunk(self, data):
         self.emit({"ev": "file_chunk", "dataB64": base64.b64encode(data).decode("ascii")})
@@ -104,14 +146,8 @@ def read_request(src):
     return req
 
 
-def main():
-    # Not dumpable: other processes of the sandbox user cannot ptrace this one or open its
-    # /proc/<pid>/fd (the pipes to the backend) once this line ran.
-    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    # Events get a private copy of stdout; a stray print goes to stderr.
-    out_fd = os.dup(1)
-    os.dup2(2, 1)
-    src = sys.stdin.buffer
+def handle(src, out_fd):
+    """Answers one request read from src (a binary file) on out_fd; returns the exit code."""
     ops = Ops(out_fd, src, {})
     try:
         ops.req = read_request(src)
@@ -131,6 +167,52 @@ def main():
         ops.emit({"ev": "error", "code": ErrorCode.BAD_REQUEST, "message": f"{type(exc).__name__}: {exc}"})
         return 1
     return 0
+
+
+def relay():
+    """Passes stdin to the supervisor's file-operation socket and its answer to stdout."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.connect(socket_address())
+        creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
+        sock.sendmsg([HELLO], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
+    except OSError as exc:
+        print(f"sessionbox-fileops: the supervisor's file-operation socket: {exc}", file=sys.stderr)
+        return 1
+
+    def upload():
+        try:
+            while True:
+                data = os.read(0, 1 << 16)
+                if not data:
+                    break
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    threading.Thread(target=upload, daemon=True).start()
+    try:
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                return 0
+            write_all(1, data)
+    except OSError:
+        return 1
+
+
+def main():
+    # Not dumpable: a process of the work directory's owner cannot ptrace this one or open its
+    # /proc/<pid>/fd once this line ran (as another uid it never could: see above).
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if os.getuid() != os.stat(WORKDIR).st_uid:
+        return relay()
+    # Events get a private copy of stdout; a stray print goes to stderr.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    return handle(sys.stdin.buffer, out_fd)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import os
 import signal
 
-from env import KERNEL_PYTHON, KERNEL_SCRIPT, now
+from env import KERNEL_PYTHON, KERNEL_SCRIPT, now, read_text
 
 
 def _high_fd(fd):
@@ -19,6 +19,7 @@ class Kernel:
     def __init__(self, restarted):
         self.restarted = restarted
         self.ready = False
+        self.stopped = False  # stopped itself (SIGSTOP) after "ready" or a "done": idle
         self.status = None  # wait status once reaped
         self.ctl_buf = bytearray()
         self.ctl_skip = False
@@ -53,6 +54,18 @@ class Kernel:
     @property
     def alive(self):
         return self.status is None
+
+    def is_stopped(self):
+        text = read_text(f"/proc/{self.pid}/stat")
+        return bool(text) and text.rsplit(")", 1)[1].split()[0] in "Tt"
+
+    def resume(self):
+        self.stopped = False
+        if self.alive:
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     def send(self, msg):
         data = memoryview((json.dumps(msg) + "\n").encode("ascii"))

@@ -33,6 +33,7 @@ class Run:
         self.stderr = Stream("stderr", req["maxOutputBytes"])
         self.phase = RUNNING
         self.stop_cause = None
+        self.done = None  # the last "done" line on the control pipe
         self.grace_deadline = None
         self.notes = []
         self.before = None

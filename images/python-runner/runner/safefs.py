@@ -16,6 +16,7 @@ from errors import ErrorCode, FileError
 FILE_CHUNK = 1 << 20
 DEFAULT_MAX_FILE_BYTES = 64 << 20
 MAX_LISTED_FILES = 10_000
+MAX_LIST_BYTES = 8 << 20  # of paths in one file_list answer (255-byte names, 100 levels deep: 25 KB each)
 MAX_WALK_DEPTH = 200
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -315,11 +316,13 @@ class WorkDir:
 
     def list(self):
         files = self.regular_files(MAX_LISTED_FILES + 1)
-        listed = [
-            {"path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)}
-            for rel, st in sorted(files.items())[:MAX_LISTED_FILES]
-        ]
-        return {"files": listed, "truncated": len(files) > MAX_LISTED_FILES}
+        listed, size = [], 0
+        for rel, st in sorted(files.items())[:MAX_LISTED_FILES]:
+            size += len(rel) + 64  # the path (escaped) and its fields, about
+            if size > MAX_LIST_BYTES:
+                break
+            listed.append({"path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)})
+        return {"files": listed, "truncated": len(listed) < len(files)}
 
     def delete(self, path):
         """Removes a file, or a directory with everything in it."""

@@ -25,12 +25,14 @@ import json
 import os
 import select
 import signal
+import socket
 import time
 import traceback
 
 from cgroup import Cgroup, process_cpu_ns, process_rss
 from env import CGROUP_ROOT, WORKDIR, log, now
 from errors import ErrorCode, FileError
+import fileops
 from kernel_proc import Kernel, describe_exit
 from run import RESTART_REASONS, RUNNING, STOPPING, Run, clean_error
 from safefs import WorkDir, encode_event, int_field
@@ -44,6 +46,9 @@ DEFAULT_MAX_FIGURE_PIXELS = 25_000_000
 GRACE_SECONDS = 1.0
 # Checked here, not trusted: user code can write to the kernel's control fd itself.
 MAX_CONTROL_LINE = 64 << 20
+# Read at most this much of what a stopped kernel (or a process user code left) wrote before a
+# run ends; the sweep then ends such writers.
+MAX_CONTROL_DRAIN = 128 << 20
 RESTART_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -52,7 +57,8 @@ class Supervisor:
         self.out_fd = out_fd
         self.cg = Cgroup(CGROUP_ROOT)
         self.work = WorkDir(WORKDIR)
-        self.sweeper = Sweeper(default_sweep_mode(), self.reap)
+        self.file_workers = set()
+        self.sweeper = Sweeper(default_sweep_mode(), self.reap, self.file_workers)
         self.poller = select.poll()
         self.kernel = None
         self.kernel_count = 0
@@ -80,7 +86,62 @@ class Supervisor:
         signal.signal(signal.SIGINT, on_term)
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
+        self.fileops_sock = self.listen_for_file_ops()
         log(f"sweep mode {self.sweeper.mode}, work dir {WORKDIR}")
+
+    def listen_for_file_ops(self):
+        """The socket fileops.py relays to (bound before any user code runs, so user code can
+        never take its name). None outside a container when another test session holds it."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            sock.bind(fileops.socket_address())
+            sock.listen(64)
+        except OSError as exc:
+            log(f"no file-operation socket {fileops.SOCKET_NAME}: {exc}")
+            sock.close()
+            return None
+        self.poller.register(sock.fileno(), select.POLLIN)
+        return sock
+
+    def accept_file_op(self):
+        try:
+            conn, _ = self.fileops_sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        with conn:
+            conn.setblocking(True)
+            pid = os.fork()
+            if pid == 0:
+                self.serve_file_op(conn)
+            self.file_workers.add(pid)
+
+    def serve_file_op(self, conn):
+        """In a forked child, non-dumpable like the supervisor: one file operation, then exit."""
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            conn.settimeout(10)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            uid = fileops.sender_uid(conn)
+            if uid is None or uid == os.getuid():
+                # User code runs as this uid; only a process the engine started as another uid
+                # (fileops.py, by `docker exec`) may ask.
+                log(f"file-operation request refused (sender uid {uid})")
+                return
+            conn.settimeout(None)
+            fd = conn.detach()
+            os.dup2(fd, 3)
+            os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            code = fileops.handle(os.fdopen(3, "rb", buffering=1 << 16, closefd=False), 3)
+        except BaseException:
+            log("file operation failed:\n" + traceback.format_exc())
+        finally:
+            os._exit(code)
 
     def on_terminate(self, signum, frame):
         self.terminating = True
@@ -143,11 +204,15 @@ class Supervisor:
             self.read_output(fd)
         elif kernel and fd == kernel.ctl_r:
             self.read_control()
+        elif self.fileops_sock and fd == self.fileops_sock.fileno():
+            self.accept_file_op()
 
     def tick(self):
         kernel = self.kernel
         if kernel and not kernel.alive:
             self.on_kernel_exit()
+        if self.run and self.kernel and self.kernel.alive and self.kernel.stopped:
+            self.on_kernel_stopped()
         run = self.run
         if run:
             t = now()
@@ -166,10 +231,23 @@ class Supervisor:
         if self.restart_at is not None and now() >= self.restart_at:
             self.restart_at = None
             self.start_kernel()
-        if self.run is None and self.queue and self.kernel and self.kernel.ready:
+        kernel = self.kernel
+        if self.run is None and self.queue and kernel and kernel.ready and kernel.stopped:
             self.start_run(self.queue.popleft())
 
     def reap(self):
+        kernel = self.kernel
+        if kernel and kernel.alive and not kernel.stopped:
+            # The kernel stops itself (SIGSTOP) once it is idle: the one sign of "done" that user
+            # code cannot give while it keeps running, and the engine's, not the kernel's, word.
+            try:
+                pid, status = os.waitpid(kernel.pid, os.WNOHANG | os.WUNTRACED)
+            except ChildProcessError:
+                pid = 0
+            if pid and os.WIFSTOPPED(status):
+                kernel.stopped = True
+            elif pid:
+                kernel.status = status
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -179,6 +257,7 @@ class Supervisor:
                 return
             if self.kernel and pid == self.kernel.pid:
                 self.kernel.status = status
+            self.file_workers.discard(pid)
 
     def shutdown(self):
         log("shutting down")
@@ -352,14 +431,14 @@ class Supervisor:
         try:
             data = os.read(kernel.ctl_r, 1 << 20)
         except BlockingIOError:
-            return
+            return False
         if not data:
             self.unregister(kernel.ctl_r)
-            return
+            return False
         if kernel.ctl_skip:  # the rest of an oversized message
             end = data.find(b"\n")
             if end < 0:
-                return
+                return True
             data = data[end + 1:]
             kernel.ctl_skip = False
         kernel.ctl_buf += data
@@ -372,7 +451,7 @@ class Supervisor:
                     if self.run:
                         self.run.note(f"a message from the kernel over {MAX_CONTROL_LINE >> 20} MiB "
                                       "(e.g. a figure) was dropped")
-                return
+                return True
             line = bytes(kernel.ctl_buf[:end])
             del kernel.ctl_buf[: end + 1]
             try:
@@ -382,7 +461,7 @@ class Supervisor:
                 continue
             self.on_kernel_message(msg)
             if self.kernel is not kernel:
-                return
+                return True
 
     def on_kernel_message(self, msg):
         ev = msg.get("ev") if isinstance(msg, dict) else None
@@ -406,8 +485,30 @@ class Supervisor:
                        "pngB64": msg["pngB64"], "width": size[0], "height": size[1]})
         elif ev == "note":
             run.note(msg.get("text"))
-        elif ev == "done":
-            self.finish_run(msg)
+        elif ev == "done" and msg.get("id") == run.id:
+            # Not the end yet: user code can write this line too. The run ends when the kernel
+            # has also stopped itself (on_kernel_stopped).
+            run.done = msg
+
+    def on_kernel_stopped(self):
+        """The kernel stopped: idle after a done if it said so, else stopped by user code."""
+        kernel, run = self.kernel, self.run
+        for _ in range(MAX_CONTROL_DRAIN // (1 << 20)):  # what it wrote before stopping
+            if not self.read_control() or self.kernel is not kernel or self.run is not run:
+                break
+        if self.kernel is not kernel or self.run is not run:
+            return
+        if run.done is None:
+            kernel.resume()
+            return
+        # A process of user code could have stopped and continued the kernel: with no other
+        # process left to do that, it must still be stopped now.
+        self.sweeper.sweep(keep=kernel.pid, session=kernel.pid)
+        self.reap()
+        if kernel.alive and not kernel.is_stopped():
+            kernel.stopped = False
+            return
+        self.finish_run(run.done)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -464,8 +565,9 @@ class Supervisor:
         run.started_at = now()
         self.emit({"ev": "started", "id": run.id})
         try:
+            self.kernel.resume()
             self.kernel.send({
-                "op": "exec", "code": req["code"], "maxFigures": req["maxFigures"],
+                "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
                 "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
             })
         except OSError as exc:
@@ -482,6 +584,8 @@ class Supervisor:
         self.sweeper.sweep(keep=kernel.pid, session=kernel.pid)
         self.reap()
         if kernel.alive:
+            # A kernel user code stopped is continued as soon as that is seen (on_kernel_stopped);
+            # one stopped at its end must stay so.
             os.kill(kernel.pid, signal.SIGINT)
         run.grace_deadline = now() + GRACE_SECONDS
 

@@ -25,7 +25,8 @@ def read_procs():
 
 
 class Sweeper:
-    """Kills every process that is neither init, the supervisor nor the live kernel.
+    """Kills every process that is neither init, the supervisor, the live kernel nor one of the
+    supervisor's file-operation workers.
 
     Mode "all" (in a container's PID namespace) considers every pid except those whose parent
     is outside the namespace (ppid 0): those were started by the engine (`docker exec`, e.g. a
@@ -34,10 +35,11 @@ class Sweeper:
     subreaper so orphans stay in its tree, plus members of the kernel's session.
     """
 
-    def __init__(self, mode, reap):
+    def __init__(self, mode, reap, spared=frozenset()):
         self.mode = mode
         self.reap = reap
         self.me = os.getpid()
+        self.spared = spared  # the supervisor's own children that serve file operations
 
     def candidates(self, keep, session):
         procs = read_procs()
@@ -58,6 +60,7 @@ class Sweeper:
                 chosen |= {pid for pid, (_, pgrp, sid, _) in procs.items() if session in (pgrp, sid)}
             chosen &= alive
         chosen -= {1, self.me, keep}
+        chosen -= self.spared
         return chosen, procs
 
     def sweep(self, keep=None, session=None):

@@ -9,6 +9,8 @@ export interface SessionContainerSpec {
   limits: Limits;
   /** OCI runtime: `runc` (default) or `runsc` (gVisor). */
   runtime?: string;
+  /** The uid (and gid) everything in the container runs as; default: one picked for this container alone. */
+  uid?: number;
 }
 
 export interface ContainerInfo {
@@ -68,7 +70,7 @@ export interface ContainerRuntime {
   inspect(id: string): Promise<ContainerInfo | null>;
   list(labelFilters: string[]): Promise<ContainerInfo[]>;
   attach(id: string): Promise<AttachedStream>;
-  /** Runs `cmd` as the sandbox user in /work; never through the supervisor's attached stream. */
+  /** Runs `cmd` beside the supervisor, as a uid other than the session's (which user code runs as); never through the supervisor's attached stream. */
   exec(id: string, opts: ExecOptions): Promise<ExecProcess>;
   usage(id: string): Promise<ContainerUsage | null>;
   /** Calls `onEvent` for die/destroy/oom of containers matching the filters; returns a stop function. */
