@@ -115,24 +115,24 @@ function describeRuntime(runtime: Runtime) {
       // Watches /proc for new processes and tries to write a forged answer into each one's stdout.
       const attack = py`
         import base64, os, time
-        me, seen, opened, errors = os.getpid(), set(os.listdir('/proc')), 0, set()
+        me, old, done, opened, errors = os.getpid(), set(os.listdir('/proc')), set(), 0, set()
         forged = base64.b64encode(b'FORGED-BY-SANDBOX').decode()
         line = ('{"ev":"file_chunk","id":null,"dataB64":"%s"}\n{"ev":"file_done","id":null,"path":"real.txt","size":17,"mtimeMs":0}\n' % forged).encode()
         end = time.time() + 6
         while time.time() < end:
+            # Every new process, again and again while it lives: the engine's exec helper becomes
+            # the file operation's interpreter only at its execve.
             for p in os.listdir('/proc'):
-                if not p.isdigit() or p in seen or int(p) == me:
+                if not p.isdigit() or p in old or p in done or int(p) == me:
                     continue
-                seen.add(p)
                 for n in range(10):  # stdout, and any socket or pipe it relays through
                     try:
                         fd = os.open(f'/proc/{p}/fd/{n}', os.O_WRONLY)
                     except OSError as e:
                         errors.add(e.errno)
-                        if e.errno == 2 and n == 0:
-                            seen.discard(p)  # gone or not there yet
                         continue
                     opened += 1
+                    done.add(p)
                     try:
                         os.write(fd, line)
                     except OSError:

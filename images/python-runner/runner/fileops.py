@@ -30,6 +30,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves it out
 
@@ -41,6 +42,7 @@ DEFAULT_TIMEOUT_MS = 600_000
 # What one answer may carry beyond the bytes it was asked for: base64 (4/3) and event framing.
 ANSWER_SLACK_BYTES = 1 << 20
 MAX_SMALL_ANSWER_BYTES = 16 << 20  # file_list, file_done, error
+CONNECT_SECONDS = 15
 WORKDIR = os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work"))
 SOCKET_NAME = os.environ.get("SESSIONBOX_FILEOPS_SOCKET", "@sessionbox-fileops")
 
@@ -174,7 +176,15 @@ def relay():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        sock.connect(socket_address())
+        deadline = time.monotonic() + CONNECT_SECONDS
+        while True:  # a container that just started may not listen yet
+            try:
+                sock.connect(socket_address())
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
         sock.sendmsg([HELLO], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
     except OSError as exc:
@@ -193,12 +203,22 @@ def relay():
             pass
 
     threading.Thread(target=upload, daemon=True).start()
+    # The starts of the current and of the last whole line: exit 1 after an `error`, as the worker.
+    last = current = b""
     try:
         while True:
             data = sock.recv(1 << 16)
             if not data:
-                return 0
+                return 1 if not last or last.startswith(b'{"ev":"error"') else 0
             write_all(1, data)
+            start = 0
+            while True:
+                end = data.find(b"\n", start)
+                if len(current) < 32:
+                    current += data[start:end if end >= 0 else len(data)][:32 - len(current)]
+                if end < 0:
+                    break
+                last, current, start = current, b"", end + 1
     except OSError:
         return 1
 

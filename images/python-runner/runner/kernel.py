@@ -28,6 +28,7 @@ import io
 import json
 import linecache
 import os
+import select
 import signal
 import struct
 import sys
@@ -322,25 +323,49 @@ class Kernel:
     def note(self, text):
         self.send({"ev": "note", "text": text})
 
-    def idle(self):
-        """Stops this process until the supervisor continues it with the next request. The
-        supervisor ends a run only on a "done" followed by this stop, which user code cannot give
-        while it keeps running; threads of user code stay frozen between runs."""
-        os.kill(self.pid, signal.SIGSTOP)
+    def idle(self, pending):
+        """Stops this process until the supervisor continues it with the next request (written
+        before it continues us). The supervisor ends a run only on a "done" followed by this
+        stop, which user code cannot give while it keeps running; threads of user code stay
+        frozen between runs. Continued with no request (SIGCONT from elsewhere, e.g. the kernel's
+        SIGHUP + SIGCONT to an orphaned process group with a stopped member), it stops again."""
+        while True:
+            os.kill(self.pid, signal.SIGSTOP)
+            if b"\n" in pending or select.select([CTL_IN], [], [], 0)[0]:
+                return
+
+    def requests(self):
+        """Request lines from the control pipe, stopping (idle) before each one."""
+        buf = bytearray()
+        scanned = 0
+        self.idle(buf)
+        while True:
+            end = buf.find(b"\n", scanned)
+            if end < 0:
+                scanned = len(buf)
+                data = os.read(CTL_IN, 1 << 20)
+                if not data:
+                    return  # the supervisor closed the pipe
+                buf += data
+                continue
+            line = bytes(buf[:end])
+            del buf[: end + 1]
+            scanned = 0
+            yield line
+            self.idle(buf)
 
     def serve(self):
         signal.signal(signal.SIGINT, self.on_sigint)
+        # A handler, not SIG_IGN, so processes user code starts get the default again.
+        signal.signal(signal.SIGHUP, lambda signum, frame: None)
         self.send({"ev": "ready", "pid": self.pid})
-        self.idle()
-        requests = io.open(CTL_IN, "rb", closefd=False)
-        for line in requests:
+        for line in self.requests():
             try:
                 req = json.loads(line)
             except ValueError:
                 continue
-            if req.get("op") == "exec":
+            if isinstance(req, dict) and req.get("op") == "exec":
                 self.handle_exec(req)
-                self.idle()
         os._exit(0)  # the supervisor closed the pipe
 
     def on_sigint(self, signum, frame):

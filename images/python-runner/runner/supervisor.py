@@ -237,7 +237,7 @@ class Supervisor:
 
     def reap(self):
         kernel = self.kernel
-        if kernel and kernel.alive and not kernel.stopped:
+        if kernel and kernel.alive:
             # The kernel stops itself (SIGSTOP) once it is idle: the one sign of "done" that user
             # code cannot give while it keeps running, and the engine's, not the kernel's, word.
             try:
@@ -565,11 +565,11 @@ class Supervisor:
         run.started_at = now()
         self.emit({"ev": "started", "id": run.id})
         try:
-            self.kernel.resume()
             self.kernel.send({
                 "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
                 "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
             })
+            self.kernel.resume()  # after the request: continued without one, it stops again
         except OSError as exc:
             log(f"cannot reach the kernel: {exc}")
             self.kill_kernel()
