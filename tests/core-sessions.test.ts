@@ -19,9 +19,16 @@ describe('sessions', () => {
     expect(hc.NetworkMode).toBe('none');
     expect(hc.ReadonlyRootfs).toBe(true);
     expect(hc.CapDrop).toEqual(['ALL']);
-    expect(hc.SecurityOpt).toEqual(['no-new-privileges:true']);
+    // no-new-privileges, and our own seccomp profile (Docker's default minus io_uring, bpf, … : issue 15)
+    expect(hc.SecurityOpt?.[0]).toBe('no-new-privileges:true');
+    expect(hc.SecurityOpt?.[1]).toMatch(/^seccomp=\{/);
+    expect(hc.SecurityOpt?.[1]).not.toContain('"io_uring_setup"');
+    expect(hc.SecurityOpt).toHaveLength(2);
     expect(hc.Init).toBe(false); // the supervisor is PID 1 itself (see hostConfigFor)
-    expect(info.Config.User).toBe('1000:1000');
+    // a uid of its own per session (issue 15 item 11), never 0 and never the image's 1000
+    const [uid, gid] = String(info.Config.User).split(':').map(Number);
+    expect(uid).toBeGreaterThanOrEqual(1_000_000);
+    expect(gid).toBe(uid);
     expect(Object.keys(hc.Tmpfs ?? {}).sort()).toEqual(['/tmp', '/work']);
     // the engine's view from inside: not root, no capabilities, read-only root
     const r = await sys.http.run(
@@ -36,7 +43,7 @@ describe('sessions', () => {
         '(os.getuid(), caps, ro)',
       ].join('\n'),
     );
-    expect(r.result).toBe("(1000, '0000000000000000', True)");
+    expect(r.result).toBe(`(${uid}, '0000000000000000', True)`);
     expect((await sys.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
   });
 

@@ -178,6 +178,7 @@ export class ExecutionProcessor {
           maxOutputBytes: this.opts.maxOutputBytes,
           maxFigures: this.opts.maxFigures,
           maxFigurePixels: this.opts.maxFigurePixels,
+          maxFigureBytes: this.opts.maxFigureBytes,
         },
         { onEvent, isLast: (e) => e.ev === 'done' || e.ev === 'error', timeoutMs: rec.timeoutMs + (this.opts.startupAllowanceMs ?? 60_000) },
       );
