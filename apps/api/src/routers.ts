@@ -4,6 +4,7 @@ import { eventsRouter } from './routes/events';
 import { filesRouter, registerFilesPaths } from './routes/files';
 import { dropinRouter, registerDropinPaths } from './routes/dropin';
 import { mcpRouter, registerMcpPaths } from './routes/mcp';
+import { jupyterRouter } from './routes/jupyter';
 import { metricsRouter } from './routes/metrics';
 import { registerToolsPaths, toolsRouter } from './routes/tools';
 
@@ -25,6 +26,7 @@ export const features: Feature[] = [
   { name: 'mcp', router: mcpRouter, openapi: registerMcpPaths },
   { name: 'dropin', router: dropinRouter, openapi: registerDropinPaths },
   { name: 'metrics', router: metricsRouter }, // Prometheus text, not part of the JSON API document
+  { name: 'jupyter', router: jupyterRouter }, // jupyter_server's kernels API; its WebSocket is jupyter/kernel-sockets.ts
 ];
 
 export const extraRouters: RouterFactory[] = features.map((f) => f.router);

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { createApp } from './app';
 import type { RouterFactory } from './context';
 import type { ApiContext } from './context';
+import { attachKernelSockets } from './jupyter/kernel-sockets';
 import { extraRouters } from './routers';
 
 export interface RunningApi {
@@ -58,6 +59,7 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     s.once('error', reject);
   });
   server.keepAliveTimeout = 65_000;
+  const kernelSockets = attachKernelSockets(ctx, server);
   // A request Node cannot parse (bad method, header, framing) gets the API's error shape too, not a bare status line.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // As Node's own handler: answer only while nothing has been written on this connection.
@@ -87,6 +89,7 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     server,
     ctx,
     async close() {
+      kernelSockets.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
