@@ -104,8 +104,9 @@ export class JupyterKernels {
     return all.filter((r) => r.status !== 'terminated').map((r) => this.model(r));
   }
 
+  /** Reading the model is no activity: polling clients must not keep a kernel past its TTL. */
   async get(id: string, caller: Caller): Promise<KernelModel> {
-    return this.model(await this.ctx.core.sessions.getLive(id, caller));
+    return this.model(await this.ctx.core.sessions.getLive(id, caller, false));
   }
 
   async shutdown(id: string, caller: Caller): Promise<void> {

@@ -1,7 +1,8 @@
-import { Router } from 'express';
+import express, { Router } from 'express';
+import { ValidationError } from '@sessionbox/core';
 import { z } from 'zod';
 import type { ApiContext } from '../context';
-import { caller, parse, requireJson } from '../http';
+import { caller, parse } from '../http';
 import { KERNEL_NAME, jupyterKernels } from '../jupyter/jupyter-kernels';
 import { sessionIdParam } from './sessions';
 
@@ -17,6 +18,17 @@ export const StartKernelBody = z
     ttlSeconds: z.number().int().min(10).max(86400).optional(),
   })
   .passthrough();
+
+/** The body as JSON whatever its declared type: already parsed (application/json), text, or nothing. */
+function jsonBody(body: unknown): unknown {
+  if (typeof body !== 'string') return body ?? {};
+  if (!body.trim()) return {};
+  try {
+    return JSON.parse(body);
+  } catch (err) {
+    throw new ValidationError(`body: malformed JSON (${(err as Error).message})`, { field: 'body' });
+  }
+}
 
 function kernelSpec() {
   return {
@@ -52,8 +64,9 @@ export function jupyterRouter(ctx: ApiContext): Router {
     res.json(await kernels.list(caller(req)));
   });
 
-  r.post('/api/kernels', requireJson, async (req, res) => {
-    const body = parse(StartKernelBody, req.body ?? {});
+  // Jupyter clients send the JSON body with whatever Content-Type their fetch picks (text/plain here).
+  r.post('/api/kernels', express.text({ type: () => true, limit: '64kb' }), async (req, res) => {
+    const body = parse(StartKernelBody, jsonBody(req.body));
     const model = await kernels.start(caller(req), { ttlSeconds: body.ttlSeconds });
     res.setHeader('Location', `/api/kernels/${model.id}`);
     res.status(201).json(model);
