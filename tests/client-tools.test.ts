@@ -1,0 +1,132 @@
+import { ConversationSession, SessionGoneError, SessionboxAuthError, createSession, type StreamEvent } from '@sessionbox/client';
+import { sessionboxLangChainTool } from '@sessionbox/client/langchain';
+import { sessionboxAiTool } from '@sessionbox/client/ai';
+import { sessionboxAgentsTool } from '@sessionbox/client/openai-agents';
+import { fakeModel } from '@langchain/core/testing';
+import { AIMessage, HumanMessage, type BaseMessage } from '@langchain/core/messages';
+import { generateText, stepCountIs } from 'ai';
+import { MockLanguageModelV3 } from 'ai/test';
+import { Agent, Runner, setTracingDisabled } from '@openai/agents';
+import { ScriptedModel, assistantMessage, functionCall } from '@openai/agents/testing';
+import { namespaceContainers, startSystem, type TestSystem } from './helpers/system';
+
+const KEY = 'tools-key-0123456789abcdef';
+let sys: TestSystem;
+let conn: { baseUrl: string; apiKey: string };
+
+beforeAll(async () => {
+  setTracingDisabled(true);
+  sys = await startSystem({ SESSIONBOX_API_KEYS: `tools:${KEY}` });
+  conn = { baseUrl: sys.url, apiKey: KEY };
+});
+afterAll(async () => {
+  await sys?.stop();
+});
+
+const liveSessions = async () => (await namespaceContainers(sys.config.namespace)).filter((c) => c.State === 'running').length;
+
+describe('@sessionbox/client: the three-line use', () => {
+  test('createSession, execute awaited and streamed, files, close; typed errors', async () => {
+    const session = await createSession({ ...conn, metadata: { app: 'client-tools' } });
+    const ex = await session.execute('import pandas as pd\ntotal = pd.Series([1, 2, 3]).sum()\nprint(total)\ntotal * 2');
+    expect(ex).toMatchObject({ status: 'succeeded', stdout: '6\n', result: '12' });
+
+    const events: StreamEvent[] = [];
+    for await (const ev of session.stream('import sys\nprint("a", flush=True)\nprint("b", file=sys.stderr)\ntotal')) events.push(ev);
+    expect(events[0].type).toBe('started');
+    expect(events.filter((e) => e.type === 'stdout').map((e) => (e as { text: string }).text).join('')).toBe('a\n');
+    expect(events.filter((e) => e.type === 'stderr').map((e) => (e as { text: string }).text).join('')).toBe('b\n');
+    const last = events[events.length - 1];
+    expect(last.type === 'done' && last.execution.result).toBe('6');
+
+    await session.files.upload('data/in.csv', 'x\n1\n2\n');
+    expect((await session.execute('open("data/in.csv").read().count("\\n")')).result).toBe('3');
+    expect((await session.files.list()).map((f) => f.path)).toContain('data/in.csv');
+    expect((await session.files.download('data/in.csv')).toString()).toBe('x\n1\n2\n');
+    await session.files.delete('data/in.csv');
+    expect((await session.files.list()).map((f) => f.path)).not.toContain('data/in.csv');
+
+    await session.close();
+    await expect(session.execute('1')).rejects.toBeInstanceOf(SessionGoneError);
+    await expect(createSession({ baseUrl: sys.url, apiKey: 'wrong-key-0123456789abcdef' })).rejects.toBeInstanceOf(SessionboxAuthError);
+  });
+});
+
+describe('framework tools: a real tool-call round trip through each framework, one session per conversation', () => {
+  test("LangChain.js: @langchain/core/testing fakeModel().respondWithTools drives the tool; state carries to the next call", async () => {
+    const conv = new ConversationSession({ client: conn });
+    const execute = sessionboxLangChainTool(conv);
+    const model = fakeModel()
+      .respondWithTools([{ name: 'execute_python', args: { code: 'langchain_state = 40\nprint("set")' }, id: 'call_1' }])
+      .respondWithTools([{ name: 'execute_python', args: { code: 'langchain_state + 2' }, id: 'call_2' }])
+      .respond((msgs) => new AIMessage(`final: ${String(msgs[msgs.length - 1].content)}`));
+    const bound = model.bindTools([execute]);
+    const messages: BaseMessage[] = [new HumanMessage('compute')];
+    for (let turn = 0; turn < 3; turn++) {
+      const ai = (await bound.invoke(messages)) as AIMessage;
+      messages.push(ai);
+      if (!ai.tool_calls?.length) break;
+      for (const call of ai.tool_calls) messages.push(await execute.invoke(call));
+    }
+    const toolMessages = messages.filter((m) => m.getType() === 'tool');
+    expect(toolMessages).toHaveLength(2);
+    expect(String(toolMessages[0].content)).toContain('set');
+    expect(String(toolMessages[1].content)).toContain('42');
+    expect(String(messages[messages.length - 1].content)).toContain('42');
+    const sid = await conv.sessionId;
+    expect(sid).toEqual(expect.any(String));
+    expect(await liveSessions()).toBe(1);
+    await conv.close();
+    expect(await liveSessions()).toBe(0);
+  });
+
+  test("Vercel AI SDK: ai/test MockLanguageModelV3 emits a tool-call; generateText runs the tool and feeds the result back", async () => {
+    const conv = new ConversationSession({ client: conn });
+    const usage = {
+      inputTokens: { total: 1, noCache: 1, cacheRead: undefined, cacheWrite: undefined },
+      outputTokens: { total: 1, text: 1, reasoning: undefined },
+    };
+    let seenToolResult = '';
+    const model = new MockLanguageModelV3({
+      doGenerate: async (opts) => {
+        const toolMsg = opts.prompt.find((m) => m.role === 'tool');
+        if (!toolMsg) {
+          return {
+            content: [{ type: 'tool-call', toolCallId: 'call_ai', toolName: 'execute_python', input: JSON.stringify({ code: 'ai_value = 6 * 7\nai_value' }) }],
+            finishReason: { unified: 'tool-calls', raw: 'tool_calls' },
+            usage,
+            warnings: [],
+          };
+        }
+        seenToolResult = JSON.stringify(toolMsg.content);
+        return { content: [{ type: 'text', text: 'the answer is 42' }], finishReason: { unified: 'stop', raw: 'stop' }, usage, warnings: [] };
+      },
+    });
+    const result = await generateText({ model, tools: { execute_python: sessionboxAiTool(conv) }, stopWhen: stepCountIs(3), prompt: 'compute' });
+    expect(result.steps).toHaveLength(2);
+    expect(result.steps[0].toolCalls[0]).toMatchObject({ toolName: 'execute_python' });
+    expect(String(result.steps[0].toolResults[0].output)).toContain('42');
+    expect(seenToolResult).toContain('42');
+    expect(result.text).toBe('the answer is 42');
+    // The same conversation keeps its session: the variable is still there.
+    expect(await conv.run('ai_value + 1')).toContain('43');
+    await conv.close();
+  });
+
+  test('OpenAI Agents SDK: @openai/agents/testing ScriptedModel with functionCall under a Runner with tracing disabled', async () => {
+    const conv = new ConversationSession({ client: conn });
+    const model = new ScriptedModel([
+      [functionCall('execute_python', { code: 'agents_value = sum(range(10))\nagents_value' }, { callId: 'call_agents' })],
+      [assistantMessage('45 it is')],
+    ]);
+    const agent = new Agent({ name: 'analyst', instructions: 'use the tool', model, tools: [sessionboxAgentsTool(conv)] });
+    const run = await new Runner({ tracingDisabled: true }).run(agent, 'sum 0..9');
+    expect(run.finalOutput).toBe('45 it is');
+    const output = run.newItems.find((i) => i.type === 'tool_call_output_item') as { output: unknown } | undefined;
+    expect(String(output?.output)).toContain('45');
+    // The model's second turn saw the tool's output.
+    expect(JSON.stringify(model.calls[1])).toContain('45');
+    expect(await conv.run('agents_value * 2')).toContain('90');
+    await conv.close();
+  });
+});
