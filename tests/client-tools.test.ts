@@ -8,6 +8,8 @@ import { generateText, stepCountIs } from 'ai';
 import { MockLanguageModelV3 } from 'ai/test';
 import { Agent, Runner, setTracingDisabled } from '@openai/agents';
 import { ScriptedModel, assistantMessage, functionCall } from '@openai/agents/testing';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { namespaceContainers, startSystem, type TestSystem } from './helpers/system';
 
 const KEY = 'tools-key-0123456789abcdef';
@@ -128,5 +130,42 @@ describe('framework tools: a real tool-call round trip through each framework, o
     expect(JSON.stringify(model.calls[1])).toContain('45');
     expect(await conv.run('agents_value * 2')).toContain('90');
     await conv.close();
+  });
+});
+
+describe('Dify and Flowise request bodies from the README part', () => {
+  const doc = readFileSync(join(__dirname, '../docs/readme-parts/jupyter-and-frameworks.md'), 'utf8');
+
+  test("Dify's execute_python tool bodies: session_id null makes a session, passing it back keeps the state", async () => {
+    const post = async (body: unknown) =>
+      (await (await fetch(`${sys.url}/v1/tools/execute_python`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: JSON.stringify(body) })).json()) as any;
+    const first = await post({ code: 'x = 1\nprint(x)', session_id: null });
+    expect(first).toMatchObject({ ok: true, session_created: true });
+    expect(doc).toContain('{"code": "x = 1\\nprint(x)", "session_id": null}');
+    const second = await post({ code: 'x + 1', session_id: first.session_id });
+    expect(second).toMatchObject({ ok: true, session_created: false, session_id: first.session_id });
+    expect(second.text).toContain('2');
+    await fetch(`${sys.url}/v1/sessions/${first.session_id}`, { method: 'DELETE', headers: { authorization: `Bearer ${KEY}` } });
+  });
+
+  test('the Flowise Custom Tool keeps one session per chat ($flow.sessionId in metadata)', async () => {
+    const block = /```js flowise-custom-tool\n([\s\S]*?)```/.exec(doc);
+    expect(block).not.toBeNull();
+    // Flowise runs the function body with $flow, $vars and each schema property as $<name>.
+    const AsyncFunction = Object.getPrototypeOf(async () => undefined).constructor;
+    const tool = new AsyncFunction('$flow', '$vars', '$code', 'fetch', block![1]);
+    const $vars = { SESSIONBOX_URL: sys.url, SESSIONBOX_KEY: KEY };
+    const chatA = { sessionId: 'chat-a' };
+    const chatB = { sessionId: 'chat-b' };
+    expect(await tool(chatA, $vars, 'flowise_x = 20\nprint("set")', fetch)).toContain('set');
+    expect(await tool(chatB, $vars, '"flowise_x" in globals()', fetch)).toContain('False');
+    expect(await tool(chatA, $vars, 'flowise_x + 22', fetch)).toContain('42');
+    const list = async (chat: string) =>
+      ((await (await fetch(`${sys.url}/v1/sessions?metadata.flowise_chat=${chat}`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as any).sessions;
+    expect(await list('chat-a')).toHaveLength(1);
+    expect(await list('chat-b')).toHaveLength(1);
+    for (const chat of ['chat-a', 'chat-b']) {
+      for (const s of await list(chat)) await fetch(`${sys.url}/v1/sessions/${s.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${KEY}` } });
+    }
   });
 });
