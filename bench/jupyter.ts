@@ -102,12 +102,14 @@ async function measure(base: string, token: string, n: { print: number; plot: nu
   }
 }
 
-const pyVersion = (mod: string) => spawnSync('python3', ['-c', `import ${mod}; print(${mod}.__version__)`], { encoding: 'utf8' });
+/** Debian's interpreter (a pyenv or venv python3 earlier on PATH would not see Debian's packages). */
+const PY = '/usr/bin/python3';
+const pyVersion = (mod: string) => spawnSync(PY, ['-c', `import ${mod}; print(${mod}.__version__)`], { encoding: 'utf8' });
 
-/** jupyter_server and ipykernel from Debian, installed as root when absent. */
+/** jupyter_server, ipykernel and matplotlib from Debian, installed as root when absent. */
 function ensureLocalJupyter(log: (s: string) => void): { jupyterServer: string; ipykernel: string } {
-  if (pyVersion('jupyter_server').status !== 0 || pyVersion('ipykernel').status !== 0) {
-    if (process.getuid?.() !== 0) throw new Error('python3-jupyter-server and python3-ipykernel are not installed (run the bench as root to install them)');
+  if (['jupyter_server', 'ipykernel', 'matplotlib'].some((m) => pyVersion(m).status !== 0)) {
+    if (process.getuid?.() !== 0) throw new Error('python3-jupyter-server, python3-ipykernel or python3-matplotlib is not installed (run the bench as root to install them)');
     log('installing python3-jupyter-server and python3-ipykernel from Debian');
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env });
@@ -135,7 +137,7 @@ async function startLocalJupyter(token: string): Promise<{ url: string; proc: Ch
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-jupyter-'));
   const proc = spawn(
-    'python3',
+    PY,
     ['-m', 'jupyter_server', '--ServerApp.ip=127.0.0.1', `--ServerApp.port=${port}`, `--ServerApp.token=${token}`, '--ServerApp.open_browser=False', `--ServerApp.root_dir=${dir}`],
     { stdio: 'ignore', env: { ...process.env, JUPYTER_RUNTIME_DIR: path.join(dir, '.runtime'), JUPYTER_DATA_DIR: path.join(dir, '.data'), MPLBACKEND: 'agg' } },
   );
