@@ -138,8 +138,8 @@ async function startLocalJupyter(token: string): Promise<{ url: string; proc: Ch
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-jupyter-'));
   const proc = spawn(
     PY,
-    ['-m', 'jupyter_server', '--ServerApp.ip=127.0.0.1', `--ServerApp.port=${port}`, `--ServerApp.token=${token}`, '--ServerApp.open_browser=False', `--ServerApp.root_dir=${dir}`],
-    { stdio: 'ignore', env: { ...process.env, JUPYTER_RUNTIME_DIR: path.join(dir, '.runtime'), JUPYTER_DATA_DIR: path.join(dir, '.data'), MPLBACKEND: 'agg' } },
+    ['-m', 'jupyter_server', ...(process.getuid?.() === 0 ? ['--allow-root'] : []), '--ServerApp.ip=127.0.0.1', `--ServerApp.port=${port}`, `--ServerApp.token=${token}`, '--ServerApp.open_browser=False', `--ServerApp.root_dir=${dir}`],
+    { stdio: 'ignore', env: { ...process.env, JUPYTER_RUNTIME_DIR: path.join(dir, '.runtime'), JUPYTER_DATA_DIR: path.join(dir, '.data') } },
   );
   const url = `http://127.0.0.1:${port}`;
   const end = Date.now() + 60_000;
@@ -152,30 +152,31 @@ async function startLocalJupyter(token: string): Promise<{ url: string; proc: Ch
   }
 }
 
+/** The same two requests over a local jupyter_server started here (its kernel a local process). */
+export async function measureLocalJupyter(n: { print: number; plot: number }, log: (s: string) => void): Promise<NonNullable<JupyterResults['local']>> {
+  const versions = ensureLocalJupyter(log);
+  const token = randomUUID().replace(/-/g, '');
+  const server = await startLocalJupyter(token);
+  try {
+    log(`jupyter: the same over a local jupyter_server ${versions.jupyterServer} (ipykernel ${versions.ipykernel}) on ${server.url}`);
+    return { ...(await measure(server.url, token, n)), ...versions };
+  } finally {
+    server.proc.kill('SIGTERM');
+    await sleep(500);
+    if (server.proc.exitCode === null) server.proc.kill('SIGKILL');
+    rmSync(server.dir, { recursive: true, force: true });
+  }
+}
+
 export async function runJupyterBench(p: { ourUrl: string; ourToken?: string; n: { print: number; plot: number }; log: (s: string) => void }): Promise<JupyterResults> {
   p.log(`jupyter: print(1) ×${p.n.print} and a plot ×${p.n.plot} over /api/kernels/{id}/channels (ours)`);
   const ours = await measure(p.ourUrl, p.ourToken ?? '', p.n);
-  let local: JupyterResults['local'] = null;
-  let localError: string | undefined;
-  let server: Awaited<ReturnType<typeof startLocalJupyter>> | null = null;
   try {
-    const versions = ensureLocalJupyter(p.log);
-    const token = randomUUID().replace(/-/g, '');
-    server = await startLocalJupyter(token);
-    p.log(`jupyter: the same over a local jupyter_server ${versions.jupyterServer} (ipykernel ${versions.ipykernel}) on ${server.url}`);
-    local = { ...(await measure(server.url, token, p.n)), ...versions };
+    return { ours, local: await measureLocalJupyter(p.n, p.log) };
   } catch (err) {
-    localError = (err as Error).message;
-    p.log(`jupyter: local jupyter_server not measured: ${localError}`);
-  } finally {
-    if (server) {
-      server.proc.kill('SIGTERM');
-      await sleep(500);
-      if (server.proc.exitCode === null) server.proc.kill('SIGKILL');
-      rmSync(server.dir, { recursive: true, force: true });
-    }
+    p.log(`jupyter: local jupyter_server not measured: ${(err as Error).message}`);
+    return { ours, local: null, localError: (err as Error).message };
   }
-  return { ours, local, localError };
 }
 
 /** Markdown lines: ours next to the local jupyter_server, p50 / p95 to `status: idle`. */

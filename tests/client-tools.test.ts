@@ -72,9 +72,9 @@ describe('framework tools: a real tool-call round trip through each framework, o
     }
     const toolMessages = messages.filter((m) => m.getType() === 'tool');
     expect(toolMessages).toHaveLength(2);
-    expect(String(toolMessages[0].content)).toContain('set');
-    expect(String(toolMessages[1].content)).toContain('42');
-    expect(String(messages[messages.length - 1].content)).toContain('42');
+    expect(String(toolMessages[0].content)).toMatch(/^stdout:\nset\n/m);
+    expect(String(toolMessages[1].content)).toMatch(/^result: 42$/m);
+    expect(String(messages[messages.length - 1].content)).toMatch(/result: 42$/m);
     const sid = await conv.sessionId;
     expect(sid).toEqual(expect.any(String));
     expect(await liveSessions()).toBe(1);
@@ -107,11 +107,11 @@ describe('framework tools: a real tool-call round trip through each framework, o
     const result = await generateText({ model, tools: { execute_python: sessionboxAiTool(conv) }, stopWhen: stepCountIs(3), prompt: 'compute' });
     expect(result.steps).toHaveLength(2);
     expect(result.steps[0].toolCalls[0]).toMatchObject({ toolName: 'execute_python' });
-    expect(String(result.steps[0].toolResults[0].output)).toContain('42');
-    expect(seenToolResult).toContain('42');
+    expect(String(result.steps[0].toolResults[0].output)).toMatch(/^result: 42$/m);
+    expect(seenToolResult).toContain('result: 42');
     expect(result.text).toBe('the answer is 42');
     // The same conversation keeps its session: the variable is still there.
-    expect(await conv.run('ai_value + 1')).toContain('43');
+    expect(await conv.run('ai_value + 1')).toMatch(/^result: 43$/m);
     await conv.close();
   });
 
@@ -125,10 +125,10 @@ describe('framework tools: a real tool-call round trip through each framework, o
     const run = await new Runner({ tracingDisabled: true }).run(agent, 'sum 0..9');
     expect(run.finalOutput).toBe('45 it is');
     const output = run.newItems.find((i) => i.type === 'tool_call_output_item') as { output: unknown } | undefined;
-    expect(String(output?.output)).toContain('45');
+    expect(String(output?.output)).toMatch(/^result: 45$/m);
     // The model's second turn saw the tool's output.
-    expect(JSON.stringify(model.calls[1])).toContain('45');
-    expect(await conv.run('agents_value * 2')).toContain('90');
+    expect(JSON.stringify(model.calls[1])).toContain('result: 45');
+    expect(await conv.run('agents_value * 2')).toMatch(/^result: 90$/m);
     await conv.close();
   });
 });
@@ -144,7 +144,7 @@ describe('Dify and Flowise request bodies from the README part', () => {
     expect(doc).toContain('{"code": "x = 1\\nprint(x)", "session_id": null}');
     const second = await post({ code: 'x + 1', session_id: first.session_id });
     expect(second).toMatchObject({ ok: true, session_created: false, session_id: first.session_id });
-    expect(second.text).toContain('2');
+    expect(second.text).toMatch(/^result: 2$/m);
     await fetch(`${sys.url}/v1/sessions/${first.session_id}`, { method: 'DELETE', headers: { authorization: `Bearer ${KEY}` } });
   });
 
@@ -157,9 +157,9 @@ describe('Dify and Flowise request bodies from the README part', () => {
     const $vars = { SESSIONBOX_URL: sys.url, SESSIONBOX_KEY: KEY };
     const chatA = { sessionId: 'chat-a' };
     const chatB = { sessionId: 'chat-b' };
-    expect(await tool(chatA, $vars, 'flowise_x = 20\nprint("set")', fetch)).toContain('set');
-    expect(await tool(chatB, $vars, '"flowise_x" in globals()', fetch)).toContain('False');
-    expect(await tool(chatA, $vars, 'flowise_x + 22', fetch)).toContain('42');
+    expect(await tool(chatA, $vars, 'flowise_x = 20\nprint("set")', fetch)).toMatch(/^stdout:\nset\n/m);
+    expect(await tool(chatB, $vars, '"flowise_x" in globals()', fetch)).toMatch(/^result: False$/m);
+    expect(await tool(chatA, $vars, 'flowise_x + 22', fetch)).toMatch(/^result: 42$/m);
     const list = async (chat: string) =>
       ((await (await fetch(`${sys.url}/v1/sessions?metadata.flowise_chat=${chat}`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as any).sessions;
     expect(await list('chat-a')).toHaveLength(1);

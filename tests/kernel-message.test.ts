@@ -19,7 +19,7 @@ describe('kernel message wire formats', () => {
     expect(frame.readBigUInt64LE(0)).toBe(6n);
     expect(Number(frame.readBigUInt64LE(8))).toBe(8 * 7);
     expect(Number(frame.readBigUInt64LE(8 * 6))).toBe(frame.length);
-    const read = deserialize(frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.byteLength), V1_SUBPROTOCOL) as any;
+    const read = deserialize(frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.byteLength) as ArrayBuffer, V1_SUBPROTOCOL) as any;
     expect(read).toMatchObject({ channel: 'iopub', header: msg.header, parent_header: parent, metadata: {}, content: { name: 'stdout', text: 'héllo 日本\n' } });
   });
 
