@@ -87,18 +87,25 @@ class KernelClient {
   }
 }
 
-async function measure(base: string, token: string, n: { print: number; plot: number }): Promise<JupyterSide> {
-  const k = await KernelClient.open(base, token);
+/**
+ * Warm-up, then the samples of every target interleaved (ours, local, ours, …), so load from the rest of
+ * the machine falls on both alike.
+ */
+async function measure(targets: { base: string; token: string }[], n: { print: number; plot: number }): Promise<JupyterSide[]> {
+  const ks: KernelClient[] = [];
   try {
-    for (let i = 0; i < 10; i++) await k.run('print(1)', false);
-    for (let i = 0; i < 3; i++) await k.run(JUPYTER_PLOT, true);
-    const print: number[] = [];
-    for (let i = 0; i < n.print; i++) print.push(await k.run('print(1)', false));
-    const plot: number[] = [];
-    for (let i = 0; i < n.plot; i++) plot.push(await k.run(JUPYTER_PLOT, true));
-    return { print: summarize(print), plot: summarize(plot) };
+    for (const t of targets) ks.push(await KernelClient.open(t.base, t.token));
+    for (const k of ks) {
+      for (let i = 0; i < 10; i++) await k.run('print(1)', false);
+      for (let i = 0; i < 3; i++) await k.run(JUPYTER_PLOT, true);
+    }
+    const print: number[][] = ks.map(() => []);
+    const plot: number[][] = ks.map(() => []);
+    for (let i = 0; i < n.print; i++) for (const [j, k] of ks.entries()) print[j].push(await k.run('print(1)', false));
+    for (let i = 0; i < n.plot; i++) for (const [j, k] of ks.entries()) plot[j].push(await k.run(JUPYTER_PLOT, true));
+    return ks.map((_, j) => ({ print: summarize(print[j]), plot: summarize(plot[j]) }));
   } finally {
-    await k.close();
+    for (const k of ks) await k.close();
   }
 }
 
@@ -152,30 +159,34 @@ async function startLocalJupyter(token: string): Promise<{ url: string; proc: Ch
   }
 }
 
-/** The same two requests over a local jupyter_server started here (its kernel a local process). */
-export async function measureLocalJupyter(n: { print: number; plot: number }, log: (s: string) => void): Promise<NonNullable<JupyterResults['local']>> {
-  const versions = ensureLocalJupyter(log);
-  const token = randomUUID().replace(/-/g, '');
-  const server = await startLocalJupyter(token);
-  try {
-    log(`jupyter: the same over a local jupyter_server ${versions.jupyterServer} (ipykernel ${versions.ipykernel}) on ${server.url}`);
-    return { ...(await measure(server.url, token, n)), ...versions };
-  } finally {
-    server.proc.kill('SIGTERM');
-    await sleep(500);
-    if (server.proc.exitCode === null) server.proc.kill('SIGKILL');
-    rmSync(server.dir, { recursive: true, force: true });
-  }
-}
-
 export async function runJupyterBench(p: { ourUrl: string; ourToken?: string; n: { print: number; plot: number }; log: (s: string) => void }): Promise<JupyterResults> {
-  p.log(`jupyter: print(1) ×${p.n.print} and a plot ×${p.n.plot} over /api/kernels/{id}/channels (ours)`);
-  const ours = await measure(p.ourUrl, p.ourToken ?? '', p.n);
+  const ours = { base: p.ourUrl, token: p.ourToken ?? '' };
+  let server: Awaited<ReturnType<typeof startLocalJupyter>> | null = null;
   try {
-    return { ours, local: await measureLocalJupyter(p.n, p.log) };
-  } catch (err) {
-    p.log(`jupyter: local jupyter_server not measured: ${(err as Error).message}`);
-    return { ours, local: null, localError: (err as Error).message };
+    let versions: { jupyterServer: string; ipykernel: string };
+    const token = randomUUID().replace(/-/g, '');
+    try {
+      versions = ensureLocalJupyter(p.log);
+      server = await startLocalJupyter(token);
+    } catch (err) {
+      p.log(`jupyter: local jupyter_server not measured: ${(err as Error).message}`);
+      p.log(`jupyter: print(1) ×${p.n.print} and a plot ×${p.n.plot} over /api/kernels/{id}/channels (ours only)`);
+      const [o] = await measure([ours], p.n);
+      return { ours: o, local: null, localError: (err as Error).message };
+    }
+    p.log(
+      `jupyter: print(1) ×${p.n.print} and a plot ×${p.n.plot}, interleaved, over our /api/kernels/{id}/channels and a local ` +
+        `jupyter_server ${versions.jupyterServer} (ipykernel ${versions.ipykernel}) on ${server.url}`,
+    );
+    const [o, l] = await measure([ours, { base: server.url, token }], p.n);
+    return { ours: o, local: { ...l, ...versions } };
+  } finally {
+    if (server) {
+      server.proc.kill('SIGTERM');
+      await sleep(500);
+      if (server.proc.exitCode === null) server.proc.kill('SIGKILL');
+      rmSync(server.dir, { recursive: true, force: true });
+    }
   }
 }
 
