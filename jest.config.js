@@ -7,6 +7,7 @@ module.exports = {
   moduleNameMapper: {
     '^@sessionbox/core$': '<rootDir>/packages/core/src/index.ts',
     '^@sessionbox/client$': '<rootDir>/packages/client/src/index.ts',
+    '^@sessionbox/client/(langchain|ai|openai-agents)$': '<rootDir>/packages/client/src/tools/$1.ts',
   },
   testTimeout: 120000,
   maxWorkers: 1,

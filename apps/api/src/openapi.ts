@@ -216,6 +216,20 @@ function registerCorePaths(registry: OpenAPIRegistry) {
   });
 }
 
+/**
+ * `servers[0]`. Dify's custom-tool import (and its SSRF proxy) refuse localhost and private addresses,
+ * so without SESSIONBOX_PUBLIC_URL the entry says how to set the address such an app reaches.
+ */
+export function openApiServer(url: string, fromPublicUrl: boolean): { url: string; description?: string } {
+  if (fromPublicUrl) return { url };
+  return {
+    url,
+    description:
+      'The address this request came in on. Set SESSIONBOX_PUBLIC_URL (e.g. https://sessionbox.example.com) to the address your app ' +
+      'reaches sessionbox at: Dify refuses localhost and private addresses in a custom tool unless its SSRF proxy allows them.',
+  };
+}
+
 export interface OpenApiOptions {
   /** The `servers[0].url` of the document: `SESSIONBOX_PUBLIC_URL` or the request's base URL. */
   serverUrl: string;

@@ -5,6 +5,7 @@ import { filesRouter, registerFilesPaths } from './routes/files';
 import { dropinRouter, registerDropinPaths } from './routes/dropin';
 import { difySandboxRouter, registerDifySandboxPaths } from './routes/dify-sandbox';
 import { mcpRouter, registerMcpPaths } from './routes/mcp';
+import { jupyterRouter } from './routes/jupyter';
 import { metricsRouter } from './routes/metrics';
 import { registerToolsPaths, toolsRouter } from './routes/tools';
 
@@ -27,6 +28,7 @@ export const features: Feature[] = [
   { name: 'dropin', router: dropinRouter, openapi: registerDropinPaths },
   { name: 'dify-sandbox', router: difySandboxRouter, openapi: registerDifySandboxPaths },
   { name: 'metrics', router: metricsRouter }, // Prometheus text, not part of the JSON API document
+  { name: 'jupyter', router: jupyterRouter }, // jupyter_server's kernels API; its WebSocket is jupyter/kernel-sockets.ts
 ];
 
 export const extraRouters: RouterFactory[] = features.map((f) => f.router);

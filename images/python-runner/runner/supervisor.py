@@ -139,7 +139,10 @@ class Supervisor:
             os.closerange(4, os.sysconf("SC_OPEN_MAX"))
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
-            code = fileops.handle(os.fdopen(3, "rb", buffering=1 << 16, closefd=False), 3)
+            # Only a run in progress is interrupted: an idle kernel is stopped, and a SIGINT queued
+            # for it would land in the next run.
+            busy = self.kernel.pid if self.kernel and self.kernel.alive and self.run is not None else None
+            code = fileops.handle(os.fdopen(3, "rb", buffering=1 << 16, closefd=False), 3, busy_kernel_pid=busy)
         except BaseException:
             log("file operation failed:\n" + traceback.format_exc())
         finally:

@@ -37,6 +37,8 @@ export const ErrorCode = {
   RateLimited: 'rate_limited',
   // 500
   InternalError: 'internal_error',
+  InterruptFailed: 'interrupt_failed',
+  RestartFailed: 'restart_failed',
   // 503
   RedisUnavailable: 'redis_unavailable',
   DockerUnavailable: 'docker_unavailable',
