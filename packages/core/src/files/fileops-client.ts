@@ -3,6 +3,7 @@ import { FileTooLargeError, InvalidPathError, NotFoundError, SessionboxError, Un
 import type { ContainerRuntime, ExecProcess } from '../runtime/container-runtime';
 import type { KernelEvent } from '../runtime/kernel-channel';
 import { LineSplitter } from '../runtime/line-splitter';
+import { RUNNER_ERRORS, runnerErrorCode } from '../runtime/runner-errors';
 import type { SessionRecord } from '../sessions/session-store';
 
 /**
@@ -45,19 +46,7 @@ const MAX_ANSWER_LINE_BYTES = 1024 * 1024;
 const DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
 function runnerError(ev: KernelEvent, path?: string): SessionboxError {
-  const message = String(ev.message ?? 'the session container refused the request');
-  switch (ev.code) {
-    case 'invalid_path':
-      return new InvalidPathError(message);
-    case 'not_found':
-      return new NotFoundError('file', path ?? '');
-    case 'too_large':
-      return new FileTooLargeError('file_too_large', message);
-    case 'quota_exceeded':
-      return new FileTooLargeError('session_files_too_large', message);
-    default:
-      return new ValidationError(message);
-  }
+  return RUNNER_ERRORS[runnerErrorCode(ev.code)](String(ev.message ?? 'the session container refused the request'), path);
 }
 
 /**
