@@ -10,7 +10,7 @@ import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { SessionTurns, isMyTurn } from './turns';
 import { mimeTypeOf } from '../files/mime';
 import { errMsg } from '../infra/err-msg';
-import { TERMINAL_STATUSES, failedOutcome, type Execution, type ExecutionOutcome } from '../contract/schemas';
+import { failedOutcome, type Execution, type ExecutionOutcome } from '../contract/schemas';
 import { deathReason } from '../runtime/death-reason';
 import { checkPng } from './png';
 import type { SessionService } from '../sessions/session-service';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { FileTooLargeError, InvalidPathError, NotFoundError, SessionboxError, UnavailableError, ValidationError } from '../errors/errors';
+import { SessionboxError, UnavailableError } from '../errors/errors';
 import type { ContainerRuntime, ExecProcess } from '../runtime/container-runtime';
 import type { KernelEvent } from '../runtime/kernel-channel';
 import { LineSplitter } from '../runtime/line-splitter';
