@@ -51,7 +51,7 @@ export const EnvSchema = z.object({
   SESSIONBOX_MAX_TIMEOUT_MS: int(600_000, 1000),
   SESSIONBOX_MAX_FIGURES: int(50, 1, 1000),
   SESSIONBOX_MAX_FIGURE_PIXELS: int(25_000_000, 10_000),
-  /** One figure's PNG; a larger one is dropped with a note (the channel's line cap is 8 MiB of base64). */
+  /** One figure's PNG; a larger one is dropped with a note (the channel's line cap is 32 MiB). */
   SESSIONBOX_MAX_FIGURE_BYTES: int(4 * 1024 * 1024, 1024, 6 * 1024 * 1024),
   /** All figures a session keeps in Redis while it lives. */
   SESSIONBOX_MAX_SESSION_FIGURE_BYTES: int(64 * 1024 * 1024, 1024),
