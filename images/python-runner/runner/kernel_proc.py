@@ -67,8 +67,21 @@ class Kernel:
             except ProcessLookupError:
                 pass
 
-    def send(self, msg):
+    def send(self, msg, wake=None):
+        """Writes one request line. With `wake`, the kernel is stopped: what fits in the pipe goes
+        first, then `wake()` continues it (it sees data and reads the whole line), then the rest;
+        writing all of a long line (code of hundreds of KiB) first would block on the full pipe."""
         data = memoryview((json.dumps(msg) + "\n").encode("ascii"))
+        if wake is not None:
+            os.set_blocking(self.ctl_w, False)
+            try:
+                while data:
+                    data = data[os.write(self.ctl_w, data):]
+            except BlockingIOError:
+                pass
+            finally:
+                os.set_blocking(self.ctl_w, True)
+            wake()
         while data:
             data = data[os.write(self.ctl_w, data):]
 

@@ -571,11 +571,11 @@ class Supervisor:
         run.started_at = now()
         self.emit({"ev": "started", "id": run.id})
         try:
+            # Continued only once the request is in the pipe (continued without one, it stops again).
             self.kernel.send({
                 "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
                 "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
-            })
-            self.kernel.resume()  # after the request: continued without one, it stops again
+            }, wake=self.kernel.resume)
         except OSError as exc:
             log(f"cannot reach the kernel: {exc}")
             self.kill_kernel()
