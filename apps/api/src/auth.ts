@@ -3,9 +3,9 @@ import { ApiKeyring, UnauthorizedError, type Caller, type Config } from '@sessio
 
 /**
  * Paths anyone may call: liveness (load balancers), metrics (aggregate counts only) and the API
- * description. Everything else needs a key once keys are configured.
+ * description, and the console's page and assets (its API calls carry the key). Everything else needs a key once keys are configured.
  */
-const OPEN_PATHS = [/^\/healthz$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/];
+const OPEN_PATHS = [/^\/healthz$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/, /^\/console(\/.*)?$/];
 
 /** The presented key: `Authorization: Bearer <key>`, or `X-API-Key: <key>` (Dify custom-tool auth, scripts). */
 export function presentedKey(req: Request): string | null {

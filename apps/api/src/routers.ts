@@ -1,5 +1,7 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import type { RouterFactory } from './context';
+import { adminRouter } from './routes/admin';
+import { consoleRouter } from './routes/console';
 import { eventsRouter } from './routes/events';
 import { filesRouter, registerFilesPaths } from './routes/files';
 import { dropinRouter, registerDropinPaths } from './routes/dropin';
@@ -25,6 +27,8 @@ export const features: Feature[] = [
   { name: 'mcp', router: mcpRouter, openapi: registerMcpPaths },
   { name: 'dropin', router: dropinRouter, openapi: registerDropinPaths },
   { name: 'metrics', router: metricsRouter }, // Prometheus text, not part of the JSON API document
+  { name: 'admin', router: adminRouter }, // the admin CLI's operations over HTTP, for the admin key
+  { name: 'console', router: consoleRouter }, // the web console (static page and assets)
 ];
 
 export const extraRouters: RouterFactory[] = features.map((f) => f.router);
