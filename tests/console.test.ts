@@ -210,8 +210,11 @@ describeBrowser('console (real browser)', () => {
   });
 
   test('screenshot of the playground', async () => {
-    await page.evaluate(() => window.scrollTo(0, 0));
-    await page.screenshot({ path: join(SHOTS, 'console-playground.png'), fullPage: true });
+    // A viewport as tall as the page rather than `fullPage`, which leaves the sandboxed (out-of-process) iframe blank.
+    const height = await page.evaluate(() => document.documentElement.scrollHeight);
+    await page.setViewport({ width: 1280, height });
+    await page.screenshot({ path: join(SHOTS, 'console-playground.png') });
+    await page.setViewport({ width: 1280, height: 900 });
   });
 
   test("reopening the page lists the key's live sessions and continues one", async () => {
@@ -254,6 +257,8 @@ describeBrowser('console (real browser)', () => {
     expect(Number(cells[9])).toBeGreaterThanOrEqual(7);
     await op.waitForSelector('[data-testid=hosts] tbody tr');
     expect(await op.$eval('[data-testid=hosts] tbody tr', (e) => e.textContent)).toContain(sys.config.dockerHosts[0].name);
+    // CPU in use needs two samples of the container's CPU time: the view's next refresh has them.
+    await op.waitForFunction((id) => /%/.test(document.querySelector(`tr[data-session-id="${id}"] [data-testid=cpu]`)?.textContent ?? ''), { timeout: 20_000 }, sessionId);
     await op.waitForSelector('[data-testid=chart-rate] rect');
     await op.waitForSelector('[data-testid=chart-latency] rect');
     await op.screenshot({ path: join(SHOTS, 'console-operator.png'), fullPage: true });

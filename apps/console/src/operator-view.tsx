@@ -15,6 +15,7 @@ interface AdminSession {
   memoryBytes: number | null;
   memoryLimitBytes: number | null;
   cpuPercent: number | null;
+  cpuSeconds: number | null;
   executions: number;
 }
 
@@ -183,8 +184,10 @@ export function OperatorView() {
           <thead>
             <tr>
               <th>{t.host}</th>
-              <th>{t.capacity}</th>
-              <th>{t.live}</th>
+              <th>
+                {t.live} / {t.capacity}
+              </th>
+              <th />
               <th>{t.health}</th>
               <th>{t.warmPool}</th>
               <th>{t.queue}</th>
@@ -248,7 +251,10 @@ export function OperatorView() {
                   {bytes(s.memoryBytes)}
                   {s.memoryLimitBytes ? ` / ${bytes(s.memoryLimitBytes)}` : ''}
                 </td>
-                <td>{s.cpuPercent === null ? '–' : `${s.cpuPercent.toFixed(1)}%`}</td>
+                <td title="CPU now · CPU time used" data-testid="cpu">
+                  {s.cpuPercent === null ? '–' : `${s.cpuPercent.toFixed(1)}%`}
+                  {s.cpuSeconds === null ? '' : ` · ${s.cpuSeconds.toFixed(2)} s`}
+                </td>
                 <td>{s.executions}</td>
                 <td>{s.id && <KillButton id={s.id} onDone={(msg) => (msg ? setError(msg) : refresh())} />}</td>
               </tr>

@@ -54,7 +54,28 @@ function requireAdmin(req: Request, _res: Response, next: NextFunction) {
 
 const seconds = (ms: number) => Math.max(0, Math.round(ms / 1000));
 
-function sessionRow(row: InventoryRow, executions: number, now: number) {
+/**
+ * CPU in use, from two samples of a container's CPU time (the engine's one-shot stats carry no
+ * previous sample): the operator view refreshes every few seconds, so the rate is over that interval.
+ */
+class CpuRates {
+  private readonly last = new Map<string, { ns: number; at: number }>();
+
+  rate(containerId: string, ns: number | undefined, at: number): number | null {
+    if (ns === undefined) return null;
+    const prev = this.last.get(containerId);
+    this.last.set(containerId, { ns, at });
+    if (!prev || at - prev.at < 500 || ns < prev.ns) return null;
+    return ((ns - prev.ns) / 1e6 / (at - prev.at)) * 100;
+  }
+
+  /** Forgets containers that are gone. */
+  keep(ids: Set<string>) {
+    for (const id of this.last.keys()) if (!ids.has(id)) this.last.delete(id);
+  }
+}
+
+function sessionRow(row: InventoryRow, executions: number, now: number, cpuPercent: number | null) {
   const rec = row.record;
   return {
     id: row.id,
@@ -68,7 +89,8 @@ function sessionRow(row: InventoryRow, executions: number, now: number) {
     ttlLeftSeconds: rec ? seconds(rec.expiresAt - now) : null,
     memoryBytes: row.usage?.memoryBytes ?? null,
     memoryLimitBytes: rec ? rec.limits.memoryMb * 1024 * 1024 : null,
-    cpuPercent: row.usage?.cpuPercent ?? null,
+    cpuPercent: row.usage?.cpuPercent ?? cpuPercent,
+    cpuSeconds: row.usage?.cpuTotalNs === undefined ? null : Math.round(row.usage.cpuTotalNs / 1e7) / 100,
     executions,
     metadata: rec?.metadata ?? {},
   };
@@ -117,6 +139,8 @@ export function adminRouter(ctx: ApiContext): Router {
     }
   };
 
+  const cpu = new CpuRates();
+
   r.use('/v1/admin', requireAdmin);
 
   r.get('/v1/admin/sessions', async (req, res) => {
@@ -127,10 +151,12 @@ export function adminRouter(ctx: ApiContext): Router {
     for (const row of rows) pipe.llen(keys.sessionExecutions(row.id ?? '-'));
     const counts = ((await pipe.exec()) ?? []).map(([, v]) => Number(v ?? 0));
     const now = Date.now();
+    const rates = rows.map((row) => (row.container && row.usage ? cpu.rate(row.container.id, row.usage.cpuTotalNs, snap.takenAt) : null));
+    cpu.keep(new Set(snap.rows.flatMap((row) => (row.container ? [row.container.id] : []))));
     res.json({
       namespace: snap.namespace,
       takenAt: new Date(snap.takenAt).toISOString(),
-      sessions: rows.map((row, i) => sessionRow(row, row.id ? counts[i] : 0, now)),
+      sessions: rows.map((row, i) => sessionRow(row, row.id ? counts[i] : 0, now, rates[i])),
       warnings: [
         ...(snap.recordsError ? [`records could not be read: ${snap.recordsError}`] : []),
         ...snap.hostErrors.map((h) => `host ${h.host}: ${h.error}`),
