@@ -58,6 +58,8 @@ export interface ContainerEvent {
 export interface ContainerUsage {
   memoryBytes: number;
   cpuPercent: number | null;
+  /** CPU time the container has used since it started (ns), when the engine reports it; two samples give a rate. */
+  cpuTotalNs?: number;
 }
 
 /** The container engine behind sessionbox (Docker today; a pod per session would fit the same port). */

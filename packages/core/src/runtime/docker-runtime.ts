@@ -296,10 +296,12 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       const s = (await this.docker.getContainer(id).stats({ stream: false, 'one-shot': true } as never)) as unknown as {
         memory_stats?: { usage?: number; stats?: { cache?: number; total_inactive_file?: number } };
+        cpu_stats?: { cpu_usage?: { total_usage?: number } };
       };
       const usage = s.memory_stats?.usage ?? 0;
       const inactive = s.memory_stats?.stats?.total_inactive_file ?? 0;
-      return { memoryBytes: Math.max(0, usage - inactive), cpuPercent: null };
+      const cpu = s.cpu_stats?.cpu_usage?.total_usage;
+      return { memoryBytes: Math.max(0, usage - inactive), cpuPercent: null, ...(typeof cpu === 'number' ? { cpuTotalNs: cpu } : {}) };
     } catch (err) {
       if (statusOf(err) === 404) return null;
       throw err;
