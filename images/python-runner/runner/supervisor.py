@@ -24,6 +24,7 @@ import ctypes
 import fcntl
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -38,6 +39,8 @@ WORKDIR = os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work"))
 KERNEL_PYTHON = os.environ.get("SESSIONBOX_KERNEL_PYTHON", sys.executable)
 KERNEL_SCRIPT = os.environ.get("SESSIONBOX_KERNEL", os.path.join(HERE, "kernel.py"))
 CGROUP_ROOT = os.environ.get("SESSIONBOX_CGROUP_ROOT", "/sys/fs/cgroup")
+# The session's memoryMb (set by the backend): what user code may allocate on top of the kernel as loaded.
+KERNEL_MEMORY_BYTES = int(os.environ.get("SESSIONBOX_KERNEL_MEMORY_BYTES") or 0)
 MPL_CACHE = os.environ.get("SESSIONBOX_MPLCACHE", "/opt/sessionbox/mplcache")
 
 MAX_LINE = 64 << 20
@@ -368,6 +371,19 @@ class Kernel:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def cap_kernel_memory(pid):
+    """RLIMIT_DATA (hard) = the ready kernel's data size + memoryMb: past it Python raises MemoryError and
+    the session keeps its state; the cgroup limit stays the backstop for the whole container."""
+    if KERNEL_MEMORY_BYTES <= 0:
+        return
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+        resource.prlimit(pid, resource.RLIMIT_DATA, (data + KERNEL_MEMORY_BYTES,) * 2)
+    except (OSError, StopIteration, ValueError) as exc:
+        log(f"cannot cap the kernel's memory: {exc}")
 
 
 def describe_exit(status):
@@ -815,6 +831,7 @@ class Supervisor:
         if ev == "ready" and not kernel.ready:
             kernel.ready = True
             self.failed_starts = 0
+            cap_kernel_memory(kernel.pid)
             log(f"kernel {kernel.pid} ready after {now() - kernel.started_at:.3f} s")
             self.emit({"ev": "ready", "kernelPid": kernel.pid, "restarted": kernel.restarted})
         elif run is None:
