@@ -1,7 +1,9 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { Logger } from 'pino';
 import type { ContainerRuntime } from '../runtime/container-runtime';
-import { NotFoundError, SessionGoneError, UnavailableError } from '../errors/errors';
+import { NotFoundError, SessionGoneError, UnavailableError, ValidationError } from '../errors/errors';
+import { engineMemoryMb } from '../runtime/docker-runtime';
+import type { HostBudget, HostReservation } from './host-budget';
 import type { ExecutionStore } from '../executions/execution-store';
 import type { KeyLimits } from '../auth/key-limits';
 import type { Caller } from '../auth/caller';
@@ -30,6 +32,10 @@ export interface SessionServiceOptions {
   goneDetails?: (rec: SessionRecord) => Promise<Record<string, unknown> | null>;
   /** Per-API-key caps (live sessions here, executions per minute in ExecutionService.submit). */
   limits?: KeyLimits;
+  /** Operator ceilings of one session's limits (`SESSIONBOX_MAX_*`). */
+  maxLimits?: Limits;
+  /** Engine memory each host has committed; a host never takes more than it can hold. */
+  hostBudget?: HostBudget;
 }
 
 export interface TerminateOptions {
@@ -73,7 +79,13 @@ export class SessionService {
 
   /** Least-loaded host with room that is not marked down. */
   async placeSession(): Promise<string> {
-    let best: { host: string; load: number } | null = null;
+    const [best] = await this.hostsByLoad();
+    if (!best) throw new UnavailableError('capacity_exhausted', 'every Docker host is full or down; try again later');
+    return best;
+  }
+
+  /** Hosts with room that are not marked down, least loaded first. */
+  private async hostsByLoad(): Promise<string[]> {
     // Every host's two reads in one round trip.
     const reads = await Promise.all(
       [...this.opts.capacities].map(async ([host, capacity]) => {
@@ -81,18 +93,52 @@ export class SessionService {
         return { host, capacity, down, live };
       }),
     );
-    for (const { host, capacity, down, live } of reads) {
-      if (down) continue;
-      if (live >= capacity) continue;
-      const load = live / capacity;
-      if (!best || load < best.load) best = { host, load };
+    return reads
+      .filter((r) => !r.down && r.live < r.capacity)
+      .sort((a, b) => a.live / a.capacity - b.live / b.capacity)
+      .map((r) => r.host);
+  }
+
+  /** The least-loaded host that still has the engine memory this session's limits need. */
+  private async placeWithin(limits: Limits): Promise<{ host: string; reservation: HostReservation | null }> {
+    const hosts = await this.hostsByLoad();
+    if (hosts.length === 0) throw new UnavailableError('capacity_exhausted', 'every Docker host is full or down; try again later');
+    const budget = this.opts.hostBudget;
+    if (!budget) return { host: hosts[0], reservation: null };
+    const mb = engineMemoryMb(limits);
+    let largest = 0;
+    for (const host of hosts) {
+      const reservation = await budget.reserve(host, mb);
+      if (reservation) return { host, reservation };
+      largest = Math.max(largest, await budget.hostMemoryMb(host));
     }
-    if (!best) throw new UnavailableError('capacity_exhausted', 'every Docker host is full or down; try again later');
-    return best.host;
+    if (mb > largest) {
+      throw new ValidationError(
+        `limits: memoryMb + diskMb (+${mb - limits.memoryMb - limits.diskMb} MiB for the runtime) = ${mb} MiB is more than any Docker host has (${largest} MiB)`,
+        { field: 'limits.memoryMb', limit: 'host_memory' },
+      );
+    }
+    throw new UnavailableError('capacity_exhausted', `no Docker host has ${mb} MiB of memory left for this session's limits (host_memory); try again later or ask for less`);
+  }
+
+  /** 400 naming the first limit over its operator ceiling. */
+  private checkCeilings(limits: Limits) {
+    const max = this.opts.maxLimits;
+    if (!max) return;
+    for (const name of ['memoryMb', 'diskMb', 'cpus', 'pids'] as const) {
+      if (limits[name] > max[name]) {
+        throw new ValidationError(`limits.${name}: ${limits[name]} is over this server's ceiling of ${max[name]}`, {
+          field: `limits.${name}`,
+          limit: name,
+          max: max[name],
+        });
+      }
+    }
   }
 
   async create(body: CreateSessionBody, caller: Caller, extra: { restoredFrom?: string | null } = {}): Promise<SessionRecord> {
-    const slot = this.opts.limits ? await this.opts.limits.reserveSession(caller) : null;
+    this.checkCeilings({ ...DEFAULT_LIMITS, ...(body.limits ?? {}) });
+    const slot = this.opts.limits ? await this.opts.limits.reserveSession(caller, { ...DEFAULT_LIMITS, ...(body.limits ?? {}) }) : null;
     let rec: SessionRecord;
     try {
       rec = await this.createContainerAndRecord(body, caller, extra);
@@ -110,7 +156,26 @@ export class SessionService {
     const limits: Limits = { ...DEFAULT_LIMITS, ...(body.limits ?? {}) };
     const ttlSeconds = body.ttlSeconds ?? this.opts.defaultTtlSeconds;
     const expiresAt = now + ttlSeconds * 1000;
-    const host = await this.placeSession();
+    const { host, reservation } = await this.placeWithin(limits);
+    try {
+      const rec = await this.createOn(host, limits, body, caller, extra, { now, ttlSeconds, expiresAt, started });
+      await reservation?.commit(rec.id);
+      return rec;
+    } catch (err) {
+      await reservation?.release();
+      throw err;
+    }
+  }
+
+  private async createOn(
+    host: string,
+    limits: Limits,
+    body: CreateSessionBody,
+    caller: Caller,
+    extra: { restoredFrom?: string | null },
+    t: { now: number; ttlSeconds: number; expiresAt: number; started: bigint },
+  ): Promise<SessionRecord> {
+    const { now, ttlSeconds, expiresAt, started } = t;
     const runtime = this.runtime(host);
 
     const warm = sameLimits(limits, DEFAULT_LIMITS) && this.opts.claimWarm ? await this.opts.claimWarm(host) : null;
