@@ -538,7 +538,7 @@ describe('fault: container killed from outside; engine refuses a create', () => 
     }, 30_000, 250);
     expect(ended.status).toBe('failed');
     expect(ended.cause).toBe('session_terminated');
-    expect(ended.error.value).toMatch(/container stopped during the run \((container_gone|container_exited)\)/);
+    expect(ended.error.value).toMatch(/container stopped during the run \((container_removed|container_exited)\)/);
     expect(ended.stdout).toContain('tick 3');
     expect((await http.get(`/v1/sessions/${s.id}`)).status).toBe(410);
     expect((await http.post(`/v1/sessions/${s.id}/executions`, { code: 'print(1)' })).status).toBe(410);

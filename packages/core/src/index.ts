@@ -9,5 +9,5 @@ export * from './ops';
 export * from './runtime';
 export * from './sessions';
 export * from './tools';
-export { createRedis, createRuntimes, createCore, closeRedis, withTimeout } from './system';
+export { createRuntimes, createCore } from './system';
 export type { CoreParts } from './system';

@@ -1,4 +1,4 @@
-import IORedis, { type Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './infra/config';
 import type { ContainerRuntime } from './runtime/container-runtime';
@@ -6,6 +6,7 @@ import { DockerRuntime } from './runtime/docker-runtime';
 import { ExecutionStore } from './executions/execution-store';
 import { KeyLimits } from './auth/key-limits';
 import type { Metrics } from './infra/metrics';
+import { createRedis } from './infra/redis';
 import { createSessionFiles, sessionFilesHooks, type SessionFiles } from './files/session-files';
 import { SessionService, type SessionServiceOptions } from './sessions/session-service';
 import { SessionStore } from './sessions/session-store';
@@ -21,18 +22,6 @@ export interface CoreParts {
   sessions: SessionService;
   /** Present when asked for (`files: true`): api and worker, which archive and restore files. */
   files: SessionFiles | null;
-}
-
-export function createRedis(url: string, opts: { forBullmq?: boolean } = {}): Redis {
-  const r = new IORedis(url, {
-    // BullMQ's blocking connections must retry forever; plain commands fail fast so the API can answer 503.
-    maxRetriesPerRequest: opts.forBullmq ? null : 1,
-    ...(opts.forBullmq ? {} : { commandTimeout: 5000 }),
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-  });
-  // Connection errors reach callers through their commands (and /healthz); the event itself is noise.
-  r.on('error', () => undefined);
-  return r;
 }
 
 export function createRuntimes(config: Config): Map<string, ContainerRuntime> {
@@ -102,21 +91,4 @@ export function createCore(
   });
   if (deps.files) files = createSessionFiles(config, { sessions, redis, logger: deps.logger, metrics: deps.metrics });
   return { config, redis, runtimes, sessionStore, executionStore, sessions, files };
-}
-
-/** Quits when connected, drops the socket otherwise: a close must never wait on a Redis that is down. */
-export async function closeRedis(r: Redis, timeoutMs = 2000): Promise<void> {
-  if (r.status !== 'ready') return r.disconnect();
-  await withTimeout(r.quit(), timeoutMs).catch(() => r.disconnect());
-}
-
-/** Resolves with the promise, or rejects after `ms`; shutdown steps use it so one stuck part cannot hang the rest. */
-export function withTimeout<T>(p: Promise<T>, ms: number, what = 'operation'): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<T>((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what} did not finish in ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
 }

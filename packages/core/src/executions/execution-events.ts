@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { Keys } from '../infra/keys';
-import { closeRedis } from '../system';
+import { closeRedis } from '../infra/redis';
 
 /**
  * One subscriber connection per process that wakes whoever waits on an execution

@@ -5,8 +5,10 @@ import type { ExecutionQueues } from './execution-queue';
 import type { ExecutionEvent, ExecutionRecord, ExecutionStore } from './execution-store';
 import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
 import type { Metrics } from '../infra/metrics';
+import { SessionTurns, isMyTurn } from './turns';
 import { mimeTypeOf } from '../files/mime';
-import { TERMINAL_STATUSES, type Execution } from '../contract/schemas';
+import type { Execution } from '../contract/schemas';
+import { deathReason } from '../runtime/death-reason';
 import type { SessionService } from '../sessions/session-service';
 import { throwOnMultiError, type SessionRecord } from '../sessions/session-store';
 
@@ -52,8 +54,11 @@ const MAX_FIGURE_BYTES_PER_EXECUTION = 64 * 1024 * 1024;
 /** Where code runs: one queued execution, in its session's order, through the session's kernel channel. */
 export class ExecutionProcessor {
   private readonly figureBytes = new WeakMap<ExecutionRecord, number>();
+  private readonly turns: SessionTurns;
 
-  constructor(readonly opts: ExecutionProcessorOptions) {}
+  constructor(readonly opts: ExecutionProcessorOptions) {
+    this.turns = new SessionTurns({ store: opts.sessions.store, executions: opts.executions, queues: opts.queues, host: opts.host });
+  }
 
   async process(executionId: string, sessionId: string): Promise<void> {
     const { sessions, executions } = this.opts;
@@ -65,7 +70,7 @@ export class ExecutionProcessor {
       return this.endWithoutRunning(rec, 'session_terminated', 'SessionTerminated', `session ${sessionId} has ended`);
     }
     if (!isMyTurn(turn, rec.seq)) {
-      await this.waitForTurn(rec);
+      await this.turns.waitFor(rec);
       rec = (await executions.get(executionId)) ?? rec;
     }
     if (rec.status !== 'queued') {
@@ -73,32 +78,6 @@ export class ExecutionProcessor {
       return;
     }
     await this.run(rec, session);
-  }
-
-  /** Executions of one session run in submission order, whichever worker picked them up. */
-  private async waitForTurn(rec: ExecutionRecord) {
-    const store = this.opts.sessions.store;
-    const started = Date.now();
-    let delay = 1;
-    for (;;) {
-      const turn = await store.turn(rec.sessionId);
-      if (isMyTurn(turn, rec.seq)) return;
-      if (Date.now() - started > 2000) await this.skipDeadPredecessor(rec.sessionId, turn);
-      await sleep(delay);
-      delay = Math.min(delay * 2, 25);
-    }
-  }
-
-  /** A predecessor whose record or job is gone can never advance the turn itself. */
-  private async skipDeadPredecessor(sessionId: string, turn: number) {
-    const predId = await this.opts.executions.idForSeq(sessionId, turn);
-    const pred = predId ? await this.opts.executions.get(predId) : null;
-    let dead = !pred || TERMINAL_STATUSES.has(pred.status);
-    if (!dead && pred && pred.status === 'queued') {
-      const state = await this.opts.queues.forHost(this.opts.host).getJobState(pred.id);
-      dead = state === 'unknown' || state === 'failed' || state === 'completed';
-    }
-    if (dead) await this.opts.sessions.store.advanceTurn(sessionId, turn);
   }
 
   /**
@@ -224,7 +203,7 @@ export class ExecutionProcessor {
         notes: [...rec.notes, ...(done.notes ?? [])],
       });
     } else {
-      const why = lostReason ?? 'container_gone';
+      const why = lostReason ?? deathReason(null);
       Object.assign(rec, {
         status: 'failed',
         cause: why === 'oom' ? 'oom' : 'session_terminated',
@@ -248,7 +227,7 @@ export class ExecutionProcessor {
       throwOnMultiError(await end.exec());
     } else {
       // The session ends before the result is published: a caller who reads it and calls again gets the 410.
-      await sessions.terminate(session, lostReason ?? 'container_gone').catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
+      await sessions.terminate(session, lostReason ?? deathReason(null)).catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
       const end = executions.multi();
       for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
       sessions.store.queueAdvanceTurn(end, rec.sessionId, rec.seq);
@@ -306,20 +285,12 @@ export class ExecutionProcessor {
           if (rec?.status === 'terminated') return rec.terminationReason ?? 'terminated';
           await sleep(100);
         }
-        return 'container_gone';
       }
-      if (info.oomKilled) return 'oom';
-      if (!info.running) return 'container_exited';
-      return 'container_unresponsive';
+      return deathReason(info);
     } catch {
       return 'engine_unavailable';
     }
   }
-}
-
-/** Turn 0 means the session hash is gone (the run then fails on its own); otherwise wait for our seq. */
-function isMyTurn(turn: number, seq: number): boolean {
-  return turn >= seq || turn === 0;
 }
 
 function failedDone(name: string, value: string): DoneEvent {

@@ -1,7 +1,8 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 import IORedis from 'ioredis';
 import { Keys } from '../infra/keys';
-import { closeRedis, withTimeout } from '../system';
+import { closeRedis } from '../infra/redis';
+import { withTimeout } from '../infra/timers';
 
 export interface ExecutionJobData {
   executionId: string;

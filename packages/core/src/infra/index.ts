@@ -5,3 +5,5 @@ export { createLogger } from './logger';
 export { createMetrics } from './metrics';
 export type { Metrics } from './metrics';
 export { runService } from './service-main';
+export { createRedis, closeRedis, waitForRedis } from './redis';
+export { withTimeout } from './timers';

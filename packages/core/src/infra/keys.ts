@@ -1,3 +1,15 @@
+/** The per-session keys beside the session's hash. */
+export type SessionPart = 'execs' | 'seqs' | 'figs';
+
+/** A key of a family cleanup sorts, as `Keys.parse` names it. */
+export type ParsedKey =
+  | { family: 'session'; id: string }
+  | { family: 'sessionPart'; id: string; part: SessionPart }
+  | { family: 'execution'; id: string }
+  | { family: 'executionEvents'; id: string }
+  | { family: 'figure'; id: string }
+  | { family: 'hostSessions'; id: string };
+
 /** Every Redis key sessionbox uses, in one place, scoped by namespace. */
 export class Keys {
   readonly prefix: string;
@@ -15,6 +27,9 @@ export class Keys {
   }
   sessionFigures(id: string) {
     return `${this.prefix}session:${id}:figs`;
+  }
+  sessionPart(id: string, part: SessionPart) {
+    return part === 'execs' ? this.sessionExecutions(id) : part === 'seqs' ? this.sessionSeqs(id) : this.sessionFigures(id);
   }
   /** zset of every session record, scored by creation time. */
   sessions() {
@@ -82,5 +97,48 @@ export class Keys {
   }
   queueName(host: string) {
     return `exec-${host}`;
+  }
+
+  /**
+   * Which key of a sorted family `key` is (null: another family, or not this namespace's). A
+   * candidate only counts when the builder above gives back exactly `key`, so the two cannot drift.
+   */
+  parse(key: string): ParsedKey | null {
+    if (!key.startsWith(this.prefix)) return null;
+    const [family, id, part, ...rest] = key.slice(this.prefix.length).split(':');
+    if (!id || rest.length) return null;
+    const candidate = ((): ParsedKey | null => {
+      switch (family) {
+        case 'session':
+          if (part === undefined) return { family: 'session', id };
+          return part === 'execs' || part === 'seqs' || part === 'figs' ? { family: 'sessionPart', id, part } : null;
+        case 'exec':
+          return part === undefined ? { family: 'execution', id } : part === 'events' ? { family: 'executionEvents', id } : null;
+        case 'fig':
+          return part === undefined ? { family: 'figure', id } : null;
+        case 'host':
+          return part === 'sessions' ? { family: 'hostSessions', id } : null;
+        default:
+          return null;
+      }
+    })();
+    return candidate && this.build(candidate) === key ? candidate : null;
+  }
+
+  private build(k: ParsedKey): string {
+    switch (k.family) {
+      case 'session':
+        return this.session(k.id);
+      case 'sessionPart':
+        return this.sessionPart(k.id, k.part);
+      case 'execution':
+        return this.execution(k.id);
+      case 'executionEvents':
+        return this.executionEvents(k.id);
+      case 'figure':
+        return this.figure(k.id);
+      case 'hostSessions':
+        return this.hostSessions(k.id);
+    }
   }
 }

@@ -4,7 +4,7 @@ import { Cleanup } from './cleanup';
 import type { ExecutionStore } from '../executions/execution-store';
 import type { Metrics } from '../infra/metrics';
 import type { SessionService } from '../sessions/session-service';
-import { withTimeout } from '../system';
+import { withTimeout } from '../infra/timers';
 
 export type HostState = 'unknown' | 'up' | 'down';
 

@@ -1,5 +1,9 @@
-export { CLEANUP_KINDS, RECONCILE_KINDS, Cleanup, emptySummary, reconcileOnStart, waitForRedis } from './cleanup';
-export type { CleanupKind, CleanupAction, CleanupPlan, CleanupSummary, KillResult } from './cleanup';
+export { Cleanup, reconcileOnStart } from './cleanup';
+export { emptySummary } from './cleanup-apply';
+export type { CleanupSummary } from './cleanup-apply';
+export type { KillResult } from './cleanup-kill';
+export { CLEANUP_KINDS, RECONCILE_KINDS } from './cleanup-types';
+export type { CleanupKind, CleanupAction, CleanupPlan } from './cleanup-types';
 export { HostMonitor } from './host-monitor';
 export { Reaper } from './reaper';
 export { INVENTORY_STATES, SessionInventory } from './session-inventory';

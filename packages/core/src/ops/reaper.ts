@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ContainerRuntime } from '../runtime/container-runtime';
+import { deathReason } from '../runtime/death-reason';
 import { Labels, namespaceFilter } from '../runtime/labels';
 import type { Metrics } from '../infra/metrics';
 import type { SessionService } from '../sessions/session-service';
@@ -96,8 +97,7 @@ export class Reaper {
       if (!rec || rec.status === 'terminated' || rec.containerId !== containerId) return;
       const info = await this.runtime.inspect(containerId);
       if (info?.running) return;
-      const reason = !info ? 'container_removed' : info.oomKilled ? 'oom' : 'container_exited';
-      if (await this.opts.sessions.terminate(rec, reason)) this.opts.metrics?.reaperActions.inc({ action: 'dead_container' });
+      if (await this.opts.sessions.terminate(rec, deathReason(info))) this.opts.metrics?.reaperActions.inc({ action: 'dead_container' });
     } catch (err) {
       this.opts.logger.warn({ sessionId, host: this.opts.host, containerId, err: (err as Error).message }, 'could not settle a dead container');
     }

@@ -11,7 +11,7 @@ import { Labels, namespaceFilter } from '../runtime/labels';
 import type { Metrics } from '../infra/metrics';
 import { DEFAULT_LIMITS } from '../contract/schemas';
 import { sessionContainerName, sessionLabels } from './session-service';
-import { withTimeout } from '../system';
+import { withTimeout } from '../infra/timers';
 
 /** One element of the pool list `Keys.pool(host)`. */
 export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });

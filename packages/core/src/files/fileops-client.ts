@@ -1,0 +1,125 @@
+import { createInterface } from 'node:readline';
+import { NotFoundError, SessionboxError, UnavailableError, ValidationError } from '../errors/errors';
+import type { ContainerRuntime, ExecProcess } from '../runtime/container-runtime';
+import type { KernelEvent } from '../runtime/kernel-channel';
+import type { SessionRecord } from '../sessions/session-store';
+import { InvalidPathError } from './file-path';
+
+/**
+ * The image's entry point for one file operation (images/python-runner/PROTOCOL.md, "File
+ * operations"). It runs beside the supervisor, never on the attached stream the worker writes
+ * executions to: the engine copies each attached client's stdin in pieces, so a second writer
+ * there could interleave with an `exec` line and corrupt both. -I: HOME is /work, so the
+ * sandbox could otherwise plant a user site dir that runs inside it; -S: faster start.
+ */
+export const FILEOPS_CMD = ['python3', '-I', '-S', '-B', '/opt/sessionbox/fileops.py'];
+const REQUEST_TIMEOUT_MS = 120_000;
+
+export class FileTooLargeError extends SessionboxError {
+  constructor(code: 'file_too_large' | 'session_files_too_large' | 'archive_too_large', message: string) {
+    super(code, message, 413);
+  }
+}
+
+/** One request to fileops.py (PROTOCOL.md, "File operations"). */
+export interface FileOpRequest {
+  op: string;
+  [k: string]: unknown;
+}
+
+export interface FileOpOptions {
+  /** Bytes sent after the request line (an upload, an archive to extract). */
+  data?: Buffer;
+  /** The file the request is about, for the 404 a `not_found` answer becomes. */
+  path?: string;
+  onChunk?: (b: Buffer) => void;
+  timeoutMs?: number;
+}
+
+function runnerError(ev: KernelEvent, path?: string): SessionboxError {
+  const message = String(ev.message ?? 'the session container refused the request');
+  switch (ev.code) {
+    case 'invalid_path':
+      return new InvalidPathError(message);
+    case 'not_found':
+      return new NotFoundError('file', path ?? '');
+    case 'too_large':
+      return new FileTooLargeError('file_too_large', message);
+    case 'quota_exceeded':
+      return new FileTooLargeError('session_files_too_large', message);
+    default:
+      return new ValidationError(message);
+  }
+}
+
+/**
+ * Runs one file operation in the container (one `docker exec` of FILEOPS_CMD): the request line,
+ * then `data`, go to its stdin; `file_chunk` payloads go to `onChunk`; resolves with the final
+ * event. An `error` answer becomes the matching SessionboxError, a process that dies or does not
+ * answer in `timeoutMs` a 503 `session_unreachable`.
+ */
+export async function runFileOp(
+  runtime: ContainerRuntime,
+  containerId: string,
+  req: FileOpRequest,
+  opts: FileOpOptions = {},
+): Promise<KernelEvent> {
+  const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
+  // The process also stops itself a little later, in case this side is gone.
+  const line = Buffer.from(JSON.stringify({ ...req, timeoutMs: timeoutMs + 5_000 }) + '\n');
+  let proc: ExecProcess;
+  try {
+    proc = await runtime.exec(containerId, { cmd: FILEOPS_CMD, stdin: opts.data ? [line, opts.data] : [line] });
+  } catch (err) {
+    throw sessionUnreachable(err);
+  }
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    proc.close();
+  }, timeoutMs);
+  try {
+    for await (const text of createInterface({ input: proc.stdout, crlfDelay: Infinity })) {
+      let ev: KernelEvent;
+      try {
+        ev = JSON.parse(text);
+      } catch {
+        continue;
+      }
+      if (ev?.ev === 'file_chunk') {
+        if (typeof ev.dataB64 === 'string') opts.onChunk?.(Buffer.from(ev.dataB64, 'base64'));
+        continue;
+      }
+      if (ev?.ev === 'error') throw runnerError(ev, opts.path);
+      if (typeof ev?.ev === 'string') return ev;
+    }
+  } catch (err) {
+    if (err instanceof SessionboxError) throw err;
+    throw sessionUnreachable(timedOut ? new Error(`no answer in ${timeoutMs} ms`) : err);
+  } finally {
+    clearTimeout(timer);
+    proc.close();
+  }
+  if (timedOut) throw sessionUnreachable(new Error(`no answer in ${timeoutMs} ms`));
+  const { exitCode, stderr } = await proc.wait().catch(() => ({ exitCode: null, stderr: '' }));
+  const why = stderr.trim().split('\n').slice(-1)[0];
+  throw sessionUnreachable(new Error(`${req.op} ended without an answer (exit code ${exitCode})${why ? `: ${why.slice(0, 300)}` : ''}`));
+}
+
+/** An answer that did not come (the process died, stalled, or the engine refused the exec) as a 503 `session_unreachable`. */
+export function sessionUnreachable(err: unknown): SessionboxError {
+  if (err instanceof SessionboxError) return err;
+  return new UnavailableError('session_unreachable', `the session container did not answer: ${(err as Error)?.message ?? err}`);
+}
+
+/** `runFileOp` against a session's container, with one default timeout. */
+export class FileOpsClient {
+  constructor(
+    private readonly runtimeOf: (host: string) => ContainerRuntime,
+    private readonly timeoutMs = REQUEST_TIMEOUT_MS,
+  ) {}
+
+  run(rec: Pick<SessionRecord, 'host' | 'containerId'>, req: FileOpRequest, opts: FileOpOptions = {}): Promise<KernelEvent> {
+    return runFileOp(this.runtimeOf(rec.host), rec.containerId, req, { ...opts, timeoutMs: opts.timeoutMs ?? this.timeoutMs });
+  }
+}
