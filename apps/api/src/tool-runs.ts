@@ -73,7 +73,7 @@ export async function runForTool(ctx: ApiContext, p: RunRequest): Promise<RunOut
       if (!z.uuid().safeParse(p.sessionId).success) {
         throw new ToolInputFailure({ code: 'session_not_found', message: sessionUnusableMessage(p.sessionId, 'session_not_found') });
       }
-      session = await sessions.getLive(p.sessionId, p.caller);
+      session = await sessions.getLive(p.sessionId, p.caller, true);
     } else {
       session = await sessions.create({ metadata: p.metadata }, p.caller);
       created = true;
@@ -121,7 +121,7 @@ export async function runThrowaway<T>(
     const done = (await ctx.executions.waitForEnd(rec.id, rec.timeoutMs + 120_000, p.signal)) ?? rec;
     return await use({ session, created: true, record: done, execution: toApiExecution(done, p.base), finished: TERMINAL_STATUSES.has(done.status) });
   } finally {
-    await ctx.core.sessions.terminate(session, 'completed').catch((err) =>
+    await ctx.core.sessions.terminate(session, 'completed', { forget: true }).catch((err) =>
       ctx.logger.warn({ sessionId: session.id, err: (err as Error).message }, 'could not remove a throwaway session'),
     );
   }

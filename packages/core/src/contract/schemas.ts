@@ -66,7 +66,12 @@ export const Session = z
   .meta({ id: 'Session' });
 export type Session = z.infer<typeof Session>;
 
-export const SessionList = z.object({ sessions: z.array(Session) }).meta({ id: 'SessionList' });
+export const SessionList = z
+  .object({
+    sessions: z.array(Session),
+    nextCursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null when this page is the last.' }),
+  })
+  .meta({ id: 'SessionList' });
 
 export const ExecuteBody = z
   .object({

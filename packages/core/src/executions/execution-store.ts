@@ -202,6 +202,13 @@ export class ExecutionStore {
   }
 
   /** Deletes what a session leaves behind: figure bytes now; records lapse on their own. */
+  /** Drops every execution record and event log of a session (a throwaway one leaves nothing). */
+  async dropSessionExecutions(sessionId: string): Promise<void> {
+    const ids = await this.redis.lrange(this.keys.sessionExecutions(sessionId), 0, -1);
+    const keys = ids.flatMap((id) => [this.keys.execution(id), this.keys.executionEvents(id)]);
+    if (keys.length) await this.redis.del(...keys);
+  }
+
   async dropSessionData(sessionId: string): Promise<number> {
     const figs = await this.redis.smembers(this.keys.sessionFigures(sessionId));
     const keys = [...figs.map((f) => this.keys.figure(f)), this.keys.sessionFigures(sessionId)];

@@ -10,7 +10,7 @@ import type { Caller } from '../auth/caller';
 import { Labels } from '../runtime/labels';
 import type { Metrics } from '../infra/metrics';
 import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from '../contract/schemas';
-import type { SessionRecord, SessionStore } from './session-store';
+import type { ListCursor, SessionRecord, SessionStore } from './session-store';
 
 export interface SessionServiceOptions {
   store: SessionStore;
@@ -41,6 +41,8 @@ export interface SessionServiceOptions {
 export interface TerminateOptions {
   /** Archive the working directory first so a new session can restore it (`DELETE ?keep=files`). */
   keepFiles?: boolean;
+  /** A throwaway session (drop-ins): its record and executions go at once, no tombstone is kept. */
+  forget?: boolean;
 }
 
 
@@ -225,8 +227,13 @@ export class SessionService {
     return rec;
   }
 
-  /** A live session (410 once terminated); touching it moves its expiry. */
-  async getLive(id: string, caller: Caller, touch = true): Promise<SessionRecord> {
+  /**
+   * A live session (410 once terminated). `use`: the call is something a user does with the session
+   * (runs code, writes or deletes files, calls a tool), which moves lastActiveAt and so its idle TTL;
+   * reads, listings, SSE and figure downloads do not, so a polling dashboard keeps nothing alive.
+   */
+  async getLive(id: string, caller: Caller, use = false): Promise<SessionRecord> {
+    const touch = use;
     const rec = await this.find(id, caller);
     if (rec.status === 'terminated') throw await this.gone(rec);
     if (touch && (await this.opts.store.touch(id))) {
@@ -250,14 +257,30 @@ export class SessionService {
     return extra ? new SessionGoneError(rec.id, rec.terminationReason ?? 'terminated', { ...base.details, ...extra }) : base;
   }
 
-  async list(caller: Caller, filter: { status?: string; metadata?: Record<string, string> } = {}): Promise<SessionRecord[]> {
-    const all = await this.opts.store.list();
-    return all.filter(
-      (r) =>
-        (caller.owner === '*' || r.owner === caller.owner) &&
-        (!filter.status || r.status === filter.status) &&
-        Object.entries(filter.metadata ?? {}).every(([k, v]) => r.metadata[k] === v),
-    );
+  /**
+   * The caller's sessions (the admin's: everyone's), newest first, read from the owner's own index.
+   * With `limit`, one page and the cursor of the next (null at the end); without, all of them.
+   */
+  async list(
+    caller: Caller,
+    filter: { status?: string; metadata?: Record<string, string> } = {},
+    page: { cursor?: ListCursor | null; limit?: number } = {},
+  ): Promise<{ sessions: SessionRecord[]; nextCursor: ListCursor | null }> {
+    const limit = page.limit ?? Number.MAX_SAFE_INTEGER;
+    const matches = (r: SessionRecord) =>
+      (!filter.status || r.status === filter.status) && Object.entries(filter.metadata ?? {}).every(([k, v]) => r.metadata[k] === v);
+    const out: SessionRecord[] = [];
+    let after = page.cursor ?? null;
+    for (;;) {
+      const { entries, more } = await this.opts.store.page(caller.owner, after, Math.min(500, Math.max(limit + 1, 50)));
+      for (const { cursor, rec } of entries) {
+        after = cursor;
+        if (!rec || !matches(rec)) continue;
+        if (out.length === limit) return { sessions: out, nextCursor: { createdAt: out[limit - 1].createdAt, id: out[limit - 1].id } };
+        out.push(rec);
+      }
+      if (!more) return { sessions: out, nextCursor: null };
+    }
   }
 
   /** Removes the container first, so it is gone by the time the caller hears back. */
@@ -271,6 +294,10 @@ export class SessionService {
     await this.runtime(rec.host).remove(rec.containerId);
     const changed = await this.opts.store.terminate(rec, reason);
     await this.opts.executions.dropSessionData(rec.id);
+    if (opts.forget) {
+      await this.opts.executions.dropSessionExecutions(rec.id);
+      await this.opts.store.forget(rec);
+    }
     this.opts.metrics?.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
     if (changed) {
       this.opts.metrics?.sessionsTerminated.inc({ reason });

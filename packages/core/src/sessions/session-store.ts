@@ -59,6 +59,12 @@ const ADVANCE_TURN = `
 local t = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
 if t <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'turn', tonumber(ARGV[1]) + 1) end return 1`;
 
+/** Where a listing page ends: the last record given (newest-first order is createdAt, then id, descending). */
+export interface ListCursor {
+  createdAt: number;
+  id: string;
+}
+
 export interface SessionStoreOptions {
   redis: Redis;
   namespace: string;
@@ -84,6 +90,7 @@ export class SessionStore {
       .hset(k.session(rec.id), serialize(rec))
       .hset(k.session(rec.id), 'seq', 0, 'turn', 1)
       .zadd(k.sessions(), rec.createdAt, rec.id)
+      .zadd(k.ownerIndex(rec.owner), rec.createdAt, rec.id)
       .zadd(k.expiry(), rec.expiresAt, rec.id)
       .sadd(k.hostSessions(rec.host), rec.id)
       .exec()
@@ -116,6 +123,42 @@ export class SessionStore {
     const stale = ids.filter((_, i) => !recs[i]);
     if (stale.length) await this.redis.zrem(this.keys.sessions(), ...stale);
     return recs.filter((r): r is SessionRecord => r !== null);
+  }
+
+  /**
+   * Up to `count` entries of an owner's index (`*`: everyone's), newest first, strictly after
+   * `after` in that order, with their records (null: the tombstone lapsed, and the entry is dropped).
+   * `more`: the index may hold entries past these.
+   */
+  async page(owner: string, after: ListCursor | null, count: number): Promise<{ entries: { cursor: ListCursor; rec: SessionRecord | null }[]; more: boolean }> {
+    const key = owner === '*' ? this.keys.sessions() : this.keys.ownerIndex(owner);
+    // Members that share the cursor's score come in reverse lex order: those >= its id were given already.
+    const ties = after ? 64 : 0;
+    const raw = await this.redis.zrevrangebyscore(key, after ? String(after.createdAt) : '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, count + ties);
+    const found: ListCursor[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const c = { id: raw[i], createdAt: Number(raw[i + 1]) };
+      if (!after || c.createdAt < after.createdAt || c.id < after.id) found.push(c);
+    }
+    const taken = found.slice(0, count);
+    const recs = await this.getMany(taken.map((c) => c.id));
+    const stale = taken.filter((_, i) => !recs[i]).map((c) => c.id);
+    if (stale.length) await this.redis.zrem(key, ...stale);
+    return { entries: taken.map((cursor, i) => ({ cursor, rec: recs[i] })), more: found.length > count || raw.length / 2 === count + ties };
+  }
+
+  /** Drops a terminated session's record and indexes at once (a throwaway session leaves no tombstone). */
+  async forget(rec: Pick<SessionRecord, 'id' | 'host' | 'owner'>): Promise<void> {
+    const k = this.keys;
+    await this.redis
+      .multi()
+      .del(k.session(rec.id), k.sessionExecutions(rec.id), k.sessionSeqs(rec.id), k.sessionFigures(rec.id))
+      .zrem(k.sessions(), rec.id)
+      .zrem(k.ownerIndex(rec.owner), rec.id)
+      .zrem(k.expiry(), rec.id)
+      .srem(k.hostSessions(rec.host), rec.id)
+      .exec()
+      .then(throwOnMultiError);
   }
 
   async touch(id: string, now = Date.now()): Promise<boolean> {
