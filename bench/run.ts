@@ -9,6 +9,7 @@ import Table from 'cli-table3';
 import IORedis from 'ioredis';
 import { Queue, Worker } from 'bullmq';
 import { DockerRuntime, KernelChannel, Keys } from '@sessionbox/core';
+import { fairShareRow, runFairShare, type FairShareResult } from './fair-share';
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { JsonClient } from './http-client';
@@ -17,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { fmtBytes, fmtMs, round, sleep, speedup, summarize, timed, type Summary } from './stats';
 import { REDIS_URL, ROOT, cleanupNamespace, docker, startBenchSystem, type BenchSystem, type Mode } from './system';
 
-const SECTIONS = ['baselines', 'cold', 'warm', 'print', 'plot', 'profile', 'ttl', 'sustained', 'memory', 'floor'] as const;
+const SECTIONS = ['baselines', 'cold', 'warm', 'print', 'plot', 'profile', 'ttl', 'sustained', 'memory', 'floor', 'fairshare'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const PLOT_CODE = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
@@ -70,6 +71,7 @@ interface Results {
     fitEstimate: number;
   };
   floor?: { name: string; workingSetBytes: number; rssBytes: number }[];
+  fairShare?: FairShareResult;
   cpuProfiles?: ProfileSummary[];
   errors: string[];
 }
@@ -321,6 +323,8 @@ async function main() {
       ch.close();
       res.profile = profile;
     }
+
+    if (want('fairshare')) res.fairShare = await runFairShare(http(), { quick: q, log });
 
     if (want('ttl')) {
       log(`TTL precision: ${n.ttl} sessions with ttlSeconds 10, idle until the reaper removes them`);
@@ -646,6 +650,7 @@ function rows(r: Results): Row[] {
       target: '≤ 5 s',
       met: r.ttl.goneAfterExpiry.max <= 5000,
     });
+  if (r.fairShare) out.push(fairShareRow(r.fairShare));
   return out;
 }
 
