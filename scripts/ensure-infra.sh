@@ -275,7 +275,10 @@ else
   piddir=/var/run
   [[ -w $piddir ]] || piddir="${TMPDIR:-/tmp}"
   log "starting redis-server on 127.0.0.1:$RPORT (no persistence; log: $logdir/sessionbox-redis.log)"
+  # noeviction: a full Redis answers errors (503s) and never drops a queued job or a live session;
+  # maxmemory keeps session output from taking the host's memory.
   redis-server --daemonize yes --save "" --appendonly no --bind 127.0.0.1 -::1 --port "$RPORT" \
+    --maxmemory "${SESSIONBOX_REDIS_MAXMEMORY:-2gb}" --maxmemory-policy noeviction \
     --logfile "$logdir/sessionbox-redis.log" --pidfile "$piddir/sessionbox-redis-$RPORT.pid" \
     --dir "${TMPDIR:-/tmp}" </dev/null >/dev/null 9>&- \
     || die "redis-server failed to start (log: $logdir/sessionbox-redis.log)"

@@ -8,6 +8,7 @@ import {
   createRedis,
   loadConfig,
   waitForRedis,
+  errMsg,
   type Config,
   type CoreParts,
 } from '@sessionbox/core';
@@ -45,7 +46,7 @@ export function adminConfig(g: GlobalOptions, env: NodeJS.ProcessEnv = process.e
   try {
     return loadConfig({ ...env, SESSIONBOX_NAMESPACE: g.namespace, SESSIONBOX_REDIS_URL: g.redisUrl });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(errMsg(err));
   }
 }
 
@@ -63,7 +64,7 @@ export async function openAdmin(g: GlobalOptions, env: NodeJS.ProcessEnv = proce
   try {
     await waitForRedis(redis, REDIS_CONNECT_TIMEOUT_MS, { failFast: true });
   } catch (err) {
-    redisError = (err as Error).message;
+    redisError = errMsg(err);
     redis.disconnect();
   }
   const core = createCore(config, { logger, redis });

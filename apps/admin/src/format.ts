@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
-import type { Limits } from '@sessionbox/core';
+import { splitList, type Limits } from '@sessionbox/core';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const Duration = z.string().regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, 'a duration like 500ms, 10s, 30m, 2h or 1d (a bare number is seconds)');
@@ -23,10 +23,7 @@ export function parsePositiveInt(raw: string): number {
 /** Collects repeated and comma-separated values: `--status ready,busy --status dead`. */
 export function collectList(allowed: readonly string[] | null) {
   return (raw: string, prev: string[] = []): string[] => {
-    const items = raw
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
+    const items = splitList(raw);
     for (const i of items) {
       if (allowed && !allowed.includes(i)) throw new InvalidArgumentError(`"${i}" is not one of ${allowed.join(', ')}`);
     }

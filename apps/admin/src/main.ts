@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { isSessionboxError } from '@sessionbox/core';
+import { envDefault, isSessionboxError } from '@sessionbox/core';
 import { cleanupCommand } from './commands/cleanup';
 import { inspectCommand } from './commands/inspect';
 import { killCommand } from './commands/kill';
@@ -31,8 +31,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out.write(s), writeErr: (s) => io.err.write(s) })
     .showHelpAfterError('(add --help for usage)')
-    .addOption(new Option('--namespace <ns>', 'deployment namespace to act on').env('SESSIONBOX_NAMESPACE').default('default'))
-    .addOption(new Option('--redis-url <url>', 'Redis holding the records').env('SESSIONBOX_REDIS_URL').default('redis://127.0.0.1:6379'))
+    .addOption(new Option('--namespace <ns>', 'deployment namespace to act on').env('SESSIONBOX_NAMESPACE').default(envDefault('SESSIONBOX_NAMESPACE')))
+    .addOption(new Option('--redis-url <url>', 'Redis holding the records').env('SESSIONBOX_REDIS_URL').default(envDefault('SESSIONBOX_REDIS_URL')))
     .option('-v, --verbose', 'log what is done (to stderr)')
     .addHelpText(
       'after',

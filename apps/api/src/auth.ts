@@ -21,13 +21,28 @@ export function presentedKey(req: Request): string | null {
 
 /**
  * Turns the request's API key into `req.caller` (`{ owner: <key name> }`, `{ owner: '*' }` for the
- * admin key). Runs before body parsing, so a body without a key is never parsed and its errors say nothing.
+ * admin key). Runs before body parsing, and app.ts parses a body only for an authenticated request: open
+ * paths and CORS preflights let a caller without a key in, but never get their body read.
  * With no key configured every request is the single `default` caller (see server.ts: localhost only).
  */
+const AUTHENTICATED = Symbol('sessionbox.authenticated');
+
+/** True once `authenticate` let the request in as a caller (an open API lets every request in). */
+export function isAuthenticated(req: Request): boolean {
+  return (req as Request & { [AUTHENTICATED]?: true })[AUTHENTICATED] === true;
+}
+
+function markAuthenticated(req: Request) {
+  (req as Request & { [AUTHENTICATED]?: true })[AUTHENTICATED] = true;
+}
+
 export function authenticate(config: Pick<Config, 'apiKeys' | 'adminKey'>): RequestHandler {
   const ring = new ApiKeyring(config.apiKeys ?? [], config.adminKey ?? null);
   return (req: Request, res: Response, next: NextFunction) => {
-    if (ring.open) return next();
+    if (ring.open) {
+      markAuthenticated(req);
+      return next();
+    }
     // CORS preflights (the drop-in endpoints) never carry credentials.
     if (req.method === 'OPTIONS' || OPEN_PATHS.some((re) => re.test(req.path))) return next();
     const key = presentedKey(req);
@@ -41,6 +56,7 @@ export function authenticate(config: Pick<Config, 'apiKeys' | 'adminKey'>): Requ
       );
     }
     (req as Request & { caller?: Caller }).caller = caller;
+    markAuthenticated(req);
     next();
   };
 }

@@ -1,11 +1,11 @@
-import type { Execution, ExecutionRecord } from '@sessionbox/core';
+import { encodeFilePath, type Execution, type ExecutionRecord } from '@sessionbox/core';
 
 export function figureUrl(base: string, sessionId: string, figureId: string) {
   return `${base}/v1/sessions/${sessionId}/figures/${figureId}`;
 }
 
 export function fileUrl(base: string, sessionId: string, path: string) {
-  return `${base}/v1/sessions/${sessionId}/files/${path.split('/').map(encodeURIComponent).join('/')}`;
+  return `${base}/v1/sessions/${sessionId}/files/${encodeFilePath(path)}`;
 }
 
 export function toApiExecution(rec: ExecutionRecord, base: string): Execution {

@@ -12,18 +12,28 @@ import {
   createRuntimes,
   closeRedis,
   warmClaimer,
+  withTimeout,
+  errMsg,
+  CloseSteps,
   type Config,
 } from '@sessionbox/core';
 import type { Logger } from 'pino';
 import { createApp } from './app';
 import type { RouterFactory } from './context';
 import type { ApiContext } from './context';
+import { RequestDrain } from './request-drain';
 import { extraRouters } from './routers';
 
 export interface RunningApi {
   url: string;
   server: Server;
   ctx: ApiContext;
+  /**
+   * Stops accepting (new requests get 503 `shutting_down`), lets requests under way finish
+   * (`?wait=true` runs, event streams; at most SESSIONBOX_SHUTDOWN_GRACE_MS), then closes the
+   * connections and Redis. Each step runs even if an earlier one failed; every call returns the
+   * first call's promise.
+   */
   close(): Promise<void>;
 }
 
@@ -48,8 +58,9 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     maxTimeoutMs: config.maxTimeoutMs,
   });
   const ctx: ApiContext = { config, core, executions, events, queues, logger, metrics, files };
-  void events.start().catch((err) => logger.warn({ err: (err as Error).message }, 'event subscription failed; will retry'));
-  const app = createApp(ctx, [...extraRouters, ...(opts.extra ?? [])]);
+  void events.start().catch((err) => logger.warn({ err: errMsg(err) }, 'event subscription failed; will retry'));
+  const drain = new RequestDrain();
+  const app = createApp(ctx, [...extraRouters, ...(opts.extra ?? [])], drain.middleware);
   // Without API keys anyone who can connect owns every session: stay on loopback unless told otherwise.
   const open = (config.apiKeys?.length ?? 0) === 0 && !config.adminKey;
   const host = config.host || (open ? '127.0.0.1' : '0.0.0.0');
@@ -82,19 +93,31 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
         : `NO API KEYS CONFIGURED: the API is unauthenticated, so it listens on ${host} (localhost) only; set SESSIONBOX_API_KEYS to serve other machines`,
     );
   }
+  const serverClosed = new Promise<void>((resolve) => server.once('close', resolve));
+  const steps = new CloseSteps(logger)
+    .add('stop accepting', () => {
+      server.close();
+      server.closeIdleConnections();
+    })
+    .add('requests under way', async () => {
+      const waiting = drain.begin();
+      if (drain.inFlight > 0) logger.info({ requests: drain.inFlight, graceMs: config.shutdownGraceMs }, 'letting requests under way finish');
+      await withTimeout(waiting, config.shutdownGraceMs, 'requests under way').catch(() =>
+        logger.warn({ requests: drain.inFlight }, 'requests still open at the end of the grace are cut'),
+      );
+    })
+    .add('connections', () => {
+      server.closeAllConnections();
+      return serverClosed;
+    })
+    .add('queues', () => queues.close())
+    .add('events', () => events.close())
+    .add('files', () => files.close())
+    .add('redis', () => closeRedis(core.redis));
   return {
     url,
     server,
     ctx,
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      await queues.close();
-      await events.close();
-      await files.close();
-      await closeRedis(core.redis);
-    },
+    close: () => steps.close(),
   };
 }

@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import { Execution, Figure, SessionboxError, ValidationError, type ExecutionEvent } from '@sessionbox/core';
+import { Execution, Figure, SessionboxError, ValidationError, coalesce, errMsg, type ExecutionEvent } from '@sessionbox/core';
 import { z } from 'zod';
 import type { ApiContext } from './context';
 import { baseUrl } from './http';
@@ -34,6 +34,7 @@ export const StreamMessage = z
 const EntryId = z.string().regex(/^\d{1,20}-\d{1,20}$/, 'must be a stream entry id such as 1712345678901-0');
 
 export const HEARTBEAT_MS = 15_000;
+const READ_BATCH = 64;
 
 export interface StreamTarget {
   sessionId: string;
@@ -57,6 +58,19 @@ export function wantsEventStream(req: Request): boolean {
   return req.accepts(['application/json', 'text/event-stream']) === 'text/event-stream';
 }
 
+/** Resolves when `res` can take more, or is gone. */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
 function frame(event: string, data: unknown, id?: string): string {
   return `${id ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
@@ -71,8 +85,6 @@ export async function streamExecution(ctx: ApiContext, req: Request, res: Respon
   const { sessionId, executionId } = target;
   let last = target.afterId ?? '-';
   let ended = false;
-  let reading = false;
-  let again = false;
   let finish!: () => void;
   const closed = new Promise<void>((resolve) => (finish = resolve));
 
@@ -104,35 +116,29 @@ export async function streamExecution(ctx: ApiContext, req: Request, res: Respon
   const fail = (err: unknown) => {
     if (ended) return;
     const e =
-      err instanceof SessionboxError ? err : new SessionboxError('stream_failed', `the event stream broke: ${(err as Error)?.message ?? err}`, 503);
+      err instanceof SessionboxError ? err : new SessionboxError('stream_failed', `the event stream broke: ${errMsg(err)}`, 503);
     ctx.logger.warn({ executionId, err: e.message }, 'execution event stream ended early');
     res.write(frame('error', e.toJSON()));
     end();
   };
 
-  const pump = async () => {
-    if (reading) {
-      again = true;
-      return;
-    }
-    reading = true;
-    try {
-      do {
-        again = false;
-        for (const row of await store.readEvents(executionId, last)) {
-          if (ended) return;
-          const [event, data] = await toMessage(row.event);
-          res.write(frame(event, data, row.id));
-          last = row.id;
-          if (event === 'done') return end();
+  const pump = coalesce(async () => {
+    for (;;) {
+      // In batches: a client that does not read holds the next batch back, not this process's memory.
+      const rows = await store.readEvents(executionId, last, READ_BATCH);
+      for (const row of rows) {
+        if (ended) return true;
+        const [event, data] = await toMessage(row.event);
+        if (!res.write(frame(event, data, row.id))) await drained(res);
+        last = row.id;
+        if (event === 'done') {
+          end();
+          return true;
         }
-      } while (again && !ended);
-    } catch (err) {
-      fail(err);
-    } finally {
-      reading = false;
+      }
+      if (rows.length < READ_BATCH || ended) return ended;
     }
-  };
+  }, fail);
 
   res.status(200);
   res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -146,7 +152,7 @@ export async function streamExecution(ctx: ApiContext, req: Request, res: Respon
   res.on('close', end);
   // Each heartbeat also re-reads the log, so a missed pub/sub notification delays events but never loses them.
   const heartbeat = setInterval(() => {
-    if (ended) return;
+    if (ended || res.writableNeedDrain) return;
     res.write(': ping\n\n');
     void pump();
   }, HEARTBEAT_MS);

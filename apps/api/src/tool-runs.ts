@@ -1,6 +1,7 @@
 import {
   SessionboxError,
   TERMINAL_STATUSES,
+  errMsg,
   type Caller,
   type Execution,
   type ExecutionRecord,
@@ -46,7 +47,7 @@ export class ToolInputFailure extends Error {
 }
 
 export function defaultTimeoutMs(ctx: ApiContext): number {
-  return ctx.executions.opts.defaultTimeoutMs ?? 30_000;
+  return ctx.executions.defaultTimeoutMs;
 }
 
 /** Errors the caller (a model) caused and can fix; anything else (Redis, Docker, capacity) is thrown on. */
@@ -122,7 +123,7 @@ export async function runThrowaway<T>(
     return await use({ session, created: true, record: done, execution: toApiExecution(done, p.base), finished: TERMINAL_STATUSES.has(done.status) });
   } finally {
     await ctx.core.sessions.terminate(session, 'completed', { forget: true }).catch((err) =>
-      ctx.logger.warn({ sessionId: session.id, err: (err as Error).message }, 'could not remove a throwaway session'),
+      ctx.logger.warn({ sessionId: session.id, err: errMsg(err) }, 'could not remove a throwaway session'),
     );
   }
 }

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Redis } from 'ioredis';
-import type { HostMonitor, Metrics } from '@sessionbox/core';
+import { errMsg, type HostMonitor, type Metrics } from '@sessionbox/core';
 
 export interface WorkerHttp {
   url: string;
@@ -30,13 +30,13 @@ export async function startWorkerHttp(p: {
       const body = await p.metrics.registry.metrics();
       res.type(p.metrics.registry.contentType).send(body);
     } catch (err) {
-      res.status(500).type('text/plain').send(`metrics failed: ${(err as Error).message}\n`);
+      res.status(500).type('text/plain').send(`metrics failed: ${errMsg(err)}\n`);
     }
   });
   app.get('/healthz', async (_req, res) => {
     const redis = await p.redis.ping().then(
       () => 'ok',
-      (err) => `down: ${(err as Error).message}`,
+      (err) => `down: ${errMsg(err)}`,
     );
     const body = { status: redis === 'ok' ? 'ok' : 'unavailable', host: p.host, checks: { redis, engine: p.monitor.state } };
     res.status(redis === 'ok' ? 200 : 503).json(body);

@@ -8,6 +8,10 @@ import {
   Reaper,
   HostMonitor,
   WarmPool,
+  CloseSteps,
+  TimerLoop,
+  disabledWarmPool,
+  errMsg,
   createCore,
   createLogger,
   createMetrics,
@@ -20,6 +24,7 @@ import {
   type CoreParts,
   type ExecutionJobData,
   type Metrics,
+  type WarmPoolControl,
 } from '@sessionbox/core';
 import type { Logger } from 'pino';
 import { startWorkerHttp, type WorkerHttp } from './metrics-server';
@@ -32,11 +37,18 @@ export interface RunningWorker {
   monitor: HostMonitor;
   /** `/metrics` + `/healthz` when SESSIONBOX_WORKER_METRICS_PORT is set. */
   http: WorkerHttp | null;
-  /** Warm containers for default limits (null when SESSIONBOX_POOL_SIZE is 0). */
-  pool: WarmPool | null;
+  /** Warm containers for default limits (`disabledWarmPool` when SESSIONBOX_POOL_SIZE is 0). */
+  pool: WarmPoolControl;
   metrics: Metrics;
   /** The start-up reconcile pass (null when off or failed). */
   reconciled: Promise<CleanupSummary | null>;
+  /** Written into the records this worker runs (`workerId`). */
+  workerId: string;
+  /**
+   * Stops taking jobs first, lets running ones finish (up to SESSIONBOX_SHUTDOWN_GRACE_MS), then
+   * stops the loops and releases the engine and Redis. Each step runs even if an earlier one
+   * failed; every call returns the first call's promise.
+   */
   close(): Promise<void>;
 }
 
@@ -50,11 +62,15 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
   const host = config.workerHost;
   const runtime = core.sessions.runtime(host);
   const channels = new KernelChannelPool(runtime);
-  const archiveSweep = setInterval(
-    () => void files.sweepArchives().catch((err) => logger.warn({ err: (err as Error).message }, 'archive sweep failed')),
-    Math.max(config.reaperIntervalMs, Math.min(60_000, config.archiveSeconds * 250)),
-  );
-  archiveSweep.unref();
+  const archiveSweep = new TimerLoop({
+    name: 'archive sweep',
+    intervalMs: config.archiveSweepIntervalMs,
+    firstRun: 'after-interval',
+    run: () => files.sweepArchives(),
+    logger,
+    unref: true,
+  });
+  archiveSweep.start();
   const queues = new ExecutionQueues(createRedis(config.redisUrl, { forBullmq: true }), config.namespace);
   const workerId = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
   const processor = new ExecutionProcessor({
@@ -67,6 +83,8 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
     maxOutputBytes: config.maxOutputBytes,
     maxFigures: config.maxFigures,
     maxFigurePixels: config.maxFigurePixels,
+    maxFigureBytes: config.maxFigureBytes,
+    maxSessionFigureBytes: config.maxSessionFigureBytes,
     logger,
     metrics,
   });
@@ -115,7 +133,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
     config.workerMetricsPort === null
       ? null
       : await startWorkerHttp({ port: config.workerMetricsPort, bind: config.host ?? '127.0.0.1', host, metrics, redis: core.redis, monitor });
-  const pool =
+  const pool: WarmPoolControl =
     config.poolSize > 0
       ? new WarmPool({
           redis: core.redis,
@@ -129,8 +147,8 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
           logger,
           metrics,
         })
-      : null;
-  pool?.start();
+      : disabledWarmPool;
+  pool.start();
   const reconciled = config.reconcileOnStart
     ? reconcileOnStart({
         sessions: core.sessions,
@@ -139,14 +157,31 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
         namespace: config.namespace,
         host,
         graceMs: config.reconcileGraceMs,
-        stuckBusyMs: config.maxTimeoutMs + 60_000,
+        stuckBusyMs: config.stuckBusyMs,
         logger,
         metrics,
       })
     : Promise.resolve(null);
   logger.info({ host, workerId, concurrency: config.workerConcurrency }, 'sessionbox worker started');
 
-  let closed = false;
+  const steps = new CloseSteps(logger)
+    // Intake first: no job is taken from here on; running ones finish (they still need everything below).
+    .add('stop taking jobs', () =>
+      withTimeout(worker.close(), config.shutdownGraceMs, 'running jobs').catch((err) =>
+        logger.warn({ err: errMsg(err) }, 'jobs still running at the end of the grace; another worker fails them as worker_lost'),
+      ),
+    )
+    .add('metrics http', () => http?.close())
+    .add('host monitor', () => monitor.stop())
+    .add('reaper', () => reaper.stop())
+    .add('warm pool', () => pool.stop())
+    .add('start-up reconcile', () => reconciled)
+    .add('archive sweep', () => archiveSweep.stop())
+    .add('files', () => files.close())
+    .add('worker connection', () => closeRedis(workerConnection))
+    .add('queues', () => queues.close())
+    .add('kernel channels', () => channels.closeAll())
+    .add('redis', () => closeRedis(core.redis));
   return {
     core,
     worker,
@@ -156,22 +191,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
     pool,
     metrics,
     reconciled,
-    async close() {
-      if (closed) return;
-      closed = true;
-      // Stop taking work, let running jobs finish, then release the engine and Redis.
-      await http?.close();
-      await monitor.stop();
-      await reaper.stop();
-      await pool?.stop();
-      await reconciled;
-      clearInterval(archiveSweep);
-      await files.close();
-      await withTimeout(worker.close(), 30_000, 'worker close').catch(() => worker.close(true));
-      await closeRedis(workerConnection);
-      await queues.close();
-      await channels.closeAll();
-      await closeRedis(core.redis);
-    },
+    workerId,
+    close: () => steps.close(),
   };
 }

@@ -1,6 +1,7 @@
 import type { OpenAPIRegistry, ResponseConfig } from '@asteasolutions/zod-to-openapi';
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import multer from 'multer';
+import { pipeline } from 'node:stream';
 import {
   ErrorBody,
   FilePath,
@@ -68,7 +69,9 @@ function entry(base: string, sessionId: string, f: SessionFile) {
 function contentDisposition(path: string): string {
   const name = path.split('/').pop() ?? 'file';
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+  // A byte that is not UTF-8 arrives as a lone surrogate (see encodeFilePath): U+FFFD in the UTF-8 name.
+  const wellFormed = name.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(wellFormed)}`;
 }
 
 export function filesRouter(ctx: ApiContext): Router {
@@ -95,11 +98,6 @@ export function filesRouter(ctx: ApiContext): Router {
     if (!req.is('multipart/form-data')) {
       return next(new UnsupportedMediaTypeError(`expected Content-Type: multipart/form-data, got ${req.headers['content-type'] ?? 'none'}`));
     }
-    // Several files each under the per-file cap could still be far over the session's cap: refuse early.
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > MAX_PARTS * ctx.config.maxFileBytes + 1024 * 1024) {
-      return next(new FileTooLargeError('session_files_too_large', 'the upload is larger than the session can hold'));
-    }
     upload(req, res, (err?: unknown) => {
       if (err instanceof multer.MulterError) {
         if (err.code === 'LIMIT_FILE_SIZE') return next(new FileTooLargeError('file_too_large', `a file is over the ${ctx.config.maxFileBytes} byte cap per file`));
@@ -112,13 +110,28 @@ export function filesRouter(ctx: ApiContext): Router {
     });
   };
 
+  /**
+   * Refuses an upload whose declared size is over what the session can hold before a byte of it is
+   * read (a chunked one is held to the per-file and per-request caps of its parser).
+   */
+  const withinSessionCap = async (req: Request, _res: Response, next: NextFunction) => {
+    const sessionId = typeof req.params.id === 'string' ? sessionIdParam(req.params.id) : target(req).sessionId;
+    const rec = await ctx.core.sessions.getLive(sessionId, caller(req), false);
+    // Multipart framing adds a little per part on top of the files themselves.
+    const cap = files.sessionCap(rec) + 64 * 1024;
+    if (Number(req.headers['content-length'] ?? 0) > cap) {
+      return next(new FileTooLargeError('session_files_too_large', `the upload is larger than the session can hold (${cap} bytes)`));
+    }
+    next();
+  };
+
   r.get('/v1/sessions/:id/files', async (req, res) => {
     const sessionId = sessionIdParam(String(req.params.id));
     const list = await files.list(sessionId, caller(req));
     res.json({ files: list.files.map((f) => entry(base(req), sessionId, f)), truncated: list.truncated });
   });
 
-  r.post('/v1/sessions/:id/files', multipart, async (req, res) => {
+  r.post('/v1/sessions/:id/files', withinSessionCap, multipart, async (req, res) => {
     const sessionId = sessionIdParam(String(req.params.id));
     const parts = (req.files ?? []) as Express.Multer.File[];
     const named = ([] as unknown[]).concat((req.body as Record<string, unknown> | undefined)?.path ?? []);
@@ -130,7 +143,7 @@ export function filesRouter(ctx: ApiContext): Router {
     res.status(201).json({ files: written.map((f) => entry(base(req), sessionId, f)) });
   });
 
-  r.put(FILE_ROUTE_MATCH, rawBody, async (req, res) => {
+  r.put(FILE_ROUTE_MATCH, withinSessionCap, rawBody, async (req, res) => {
     const { sessionId, path } = target(req);
     const data = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const [written] = await files.write(sessionId, [{ path, data }], caller(req));
@@ -147,11 +160,10 @@ export function filesRouter(ctx: ApiContext): Router {
     res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Content-Security-Policy', "sandbox; default-src 'none'");
     res.setHeader('Cache-Control', 'private, no-store');
-    dl.stream.on('error', (err) => {
-      ctx.logger.warn({ sessionId, path: dl.path, err: err.message }, 'file download cut short');
-      res.destroy(err);
+    // pipeline: backpressure both ways, and a client that hangs up ends the read in the container.
+    pipeline(dl.stream, res, (err) => {
+      if (err && err.code !== 'ERR_STREAM_PREMATURE_CLOSE') ctx.logger.warn({ sessionId, path: dl.path, err: err.message }, 'file download cut short');
     });
-    dl.stream.pipe(res);
   });
 
   r.delete(FILE_ROUTE_MATCH, async (req, res) => {

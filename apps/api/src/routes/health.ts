@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { errMsg } from '@sessionbox/core';
 import type { ApiContext } from '../context';
 
 async function within<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -15,12 +16,12 @@ export function healthRouter(ctx: ApiContext): Router {
     await Promise.all([
       within(ctx.core.redis.ping(), 1500).then(
         () => (checks.redis = 'ok'),
-        (err) => (checks.redis = `down: ${(err as Error).message}`),
+        (err) => (checks.redis = `down: ${errMsg(err)}`),
       ),
       ...[...ctx.core.runtimes].map(([host, rt]) =>
         within(rt.ping(), 3000).then(
           () => (checks[`docker:${host}`] = 'ok'),
-          (err) => (checks[`docker:${host}`] = `down: ${(err as Error).message}`),
+          (err) => (checks[`docker:${host}`] = `down: ${errMsg(err)}`),
         ),
       ),
     ]);

@@ -28,9 +28,13 @@ export const ListQuery = z
 export const DeleteSessionQuery = z
   .object({
     keep: z
-      .enum(['files'])
+      .enum(['files', 'outputs', 'files,outputs', 'outputs,files'])
       .optional()
-      .meta({ description: '`files`: archive the working directory first, so `restoreFrom` can bring it back into a new session.' }),
+      .meta({
+        description:
+          '`files`: archive the working directory first, so `restoreFrom` can bring it back into a new session. ' +
+          '`outputs`: keep the executions (stdout, results) readable until they lapse; without it they are deleted with the session.',
+      }),
   })
   .passthrough();
 
@@ -78,8 +82,9 @@ export function sessionsRouter(ctx: ApiContext): Router {
 
   r.delete('/v1/sessions/:id', async (req, res) => {
     const id = sessionIdParam(String(req.params.id));
-    const keepFiles = parse(DeleteSessionQuery, req.query, 'query').keep === 'files';
-    await sessions.delete(id, caller(req), 'deleted', { keepFiles });
+    const keep = (parse(DeleteSessionQuery, req.query, 'query').keep ?? '').split(',');
+    const keepFiles = keep.includes('files');
+    await sessions.delete(id, caller(req), 'deleted', { keepFiles, dropOutputs: !keep.includes('outputs') });
     if (!keepFiles) return void res.status(204).end();
     // With keep=files the answer says whether the archive was made (it can fail, e.g. over its cap).
     const archived = await ctx.files.archiveInfo(id);

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { SessionboxError } from '../errors/errors';
 import type { Caller } from './caller';
+import { splitList } from '../infra/comma-list';
+import { errMsg } from '../infra/err-msg';
 
 /** One tenant: the name owns every session made with the key; limits override the defaults. */
 export interface ApiKey {
@@ -43,23 +45,19 @@ const optionalLimit = (s: string | undefined, what: string): number | null => {
 
 /** `name:key[:maxSessions[:executionsPerMinute]]`, comma-separated; an empty limit keeps the default. */
 export function parseApiKeyList(raw: string): ApiKey[] {
-  return raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((entry) => {
-      const [name, key, maxSessions, perMinute, ...rest] = entry.split(':');
-      const label = `SESSIONBOX_API_KEYS entry "${name ?? ''}:…"`;
-      if (key === undefined || rest.length) throw new Error(`${label} is not name:key[:maxSessions[:executionsPerMinute]]`);
-      const parsed = ApiKeyEntry.safeParse({
-        name,
-        key,
-        maxSessions: optionalLimit(maxSessions, `${label} maxSessions`),
-        executionsPerMinute: optionalLimit(perMinute, `${label} executionsPerMinute`),
-      });
-      if (!parsed.success) throw new Error(`${label}: ${parsed.error.issues[0].message}`);
-      return parsed.data;
+  return splitList(raw).map((entry) => {
+    const [name, key, maxSessions, perMinute, ...rest] = entry.split(':');
+    const label = `SESSIONBOX_API_KEYS entry "${name ?? ''}:…"`;
+    if (key === undefined || rest.length) throw new Error(`${label} is not name:key[:maxSessions[:executionsPerMinute]]`);
+    const parsed = ApiKeyEntry.safeParse({
+      name,
+      key,
+      maxSessions: optionalLimit(maxSessions, `${label} maxSessions`),
+      executionsPerMinute: optionalLimit(perMinute, `${label} executionsPerMinute`),
     });
+    if (!parsed.success) throw new Error(`${label}: ${parsed.error.issues[0].message}`);
+    return parsed.data;
+  });
 }
 
 export function readApiKeyFile(path: string): ApiKey[] {
@@ -67,7 +65,7 @@ export function readApiKeyFile(path: string): ApiKey[] {
   try {
     data = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`SESSIONBOX_API_KEYS_FILE ${path}: ${(err as Error).message}`);
+    throw new Error(`SESSIONBOX_API_KEYS_FILE ${path}: ${errMsg(err)}`);
   }
   const parsed = KeysFile.safeParse(data);
   if (!parsed.success) {

@@ -6,6 +6,7 @@ import { RateLimitedError } from '../errors/errors';
 import { Keys } from '../infra/keys';
 import type { Caller } from './caller';
 import type { SessionStore } from '../sessions/session-store';
+import { errMsg } from '../infra/err-msg';
 
 export interface OwnerLimits {
   /** Live sessions at once; null = no limit. */
@@ -175,7 +176,7 @@ export class KeyLimits {
           .hset(resKey, sessionId, `${mem} ${res.cpus}`)
           .hdel(resKey, token)
           .exec()
-          .catch((err) => this.opts.logger?.warn({ err: (err as Error).message, owner: caller.owner }, 'session slot not committed'));
+          .catch((err) => this.opts.logger?.warn({ err: errMsg(err), owner: caller.owner }, 'session slot not committed'));
       },
       release: async () => {
         await redis.multi().zrem(key, token).hdel(resKey, token).exec().catch(() => undefined);

@@ -73,10 +73,13 @@ export const SessionList = z
   })
   .meta({ id: 'SessionList' });
 
+/** A run's wall-clock limit when the request gives none. */
+export const DEFAULT_EXECUTION_TIMEOUT_MS = 30_000;
+
 export const ExecuteBody = z
   .object({
     code: z.string().meta({ description: 'Python source, run like a notebook cell.' }),
-    timeoutMs: z.number().int().min(100).optional().meta({ description: 'Wall-clock limit of the run (default 30000).' }),
+    timeoutMs: z.number().int().min(100).optional().meta({ description: `Wall-clock limit of the run (default ${DEFAULT_EXECUTION_TIMEOUT_MS}).` }),
   })
   .strict()
   .meta({ id: 'ExecuteRequest' });
@@ -107,15 +110,43 @@ export const ExecutionError = z
   .meta({ id: 'ExecutionError' });
 export type ExecutionError = z.infer<typeof ExecutionError>;
 
+/**
+ * How a run ended, as the runner reports it. The one definition behind the stored record
+ * (`ExecutionRecord`), the runner's `done` event and the API's `Execution`.
+ */
+export const ExecutionOutcome = z.object({
+  status: ExecutionStatus,
+  result: z.string().nullable(),
+  error: ExecutionError.nullable(),
+  restarted: z.boolean().meta({ description: 'The interpreter was restarted during this run: earlier state is lost.' }),
+  cause: z
+    .enum(['timeout', 'oom', 'pids', 'output_cap', 'killed', 'aborted', 'worker_lost', 'session_terminated'])
+    .nullable()
+    .meta({ description: 'Why the run was stopped, when it was.' }),
+  usage: z.object({ cpuMs: z.number(), peakMemoryBytes: z.number() }).nullable(),
+  stdoutTruncated: z.boolean(),
+  stderrTruncated: z.boolean(),
+  notes: z.array(z.string()),
+});
+export type ExecutionOutcome = z.infer<typeof ExecutionOutcome>;
+
+/** The outcome of a run that has not ended (a new record): nothing yet. */
+export function pendingOutcome(): ExecutionOutcome {
+  return { status: 'queued', result: null, error: null, restarted: false, cause: null, usage: null, stdoutTruncated: false, stderrTruncated: false, notes: [] };
+}
+
+/** A run that failed before or outside the code: `name: value` as its error. */
+export function failedOutcome(name: string, value: string, cause: ExecutionOutcome['cause'] = null): ExecutionOutcome {
+  return { ...pendingOutcome(), status: 'failed', cause, error: { name, value, traceback: `${name}: ${value}` } };
+}
+
 export const Execution = z
   .object({
     id: z.uuid(),
     sessionId: z.uuid(),
-    status: ExecutionStatus,
+    ...ExecutionOutcome.shape,
     stdout: z.string(),
     stderr: z.string(),
-    result: z.string().nullable(),
-    error: ExecutionError.nullable(),
     figures: z.array(Figure),
     files: z.array(OutputFile),
     queuedAt: z.iso.datetime(),
@@ -123,15 +154,6 @@ export const Execution = z
     finishedAt: z.iso.datetime().nullable(),
     durationMs: z.number().int().nullable(),
     timeoutMs: z.number().int(),
-    restarted: z.boolean().meta({ description: 'The interpreter was restarted during this run: earlier state is lost.' }),
-    cause: z
-      .enum(['timeout', 'oom', 'pids', 'output_cap', 'killed', 'aborted', 'worker_lost', 'session_terminated'])
-      .nullable()
-      .meta({ description: 'Why the run was stopped, when it was.' }),
-    usage: z.object({ cpuMs: z.number(), peakMemoryBytes: z.number() }).nullable(),
-    stdoutTruncated: z.boolean(),
-    stderrTruncated: z.boolean(),
-    notes: z.array(z.string()),
   })
   .meta({ id: 'Execution' });
 export type Execution = z.infer<typeof Execution>;

@@ -4,11 +4,13 @@ import type { Logger } from 'pino';
 import type { ExecutionQueues } from './execution-queue';
 import type { ExecutionEvent, ExecutionRecord, ExecutionStore } from './execution-store';
 import { ChannelClosedError, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
-import type { Metrics } from '../infra/metrics';
+import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { SessionTurns, isMyTurn } from './turns';
 import { mimeTypeOf } from '../files/mime';
-import type { Execution } from '../contract/schemas';
+import { errMsg } from '../infra/err-msg';
+import { TERMINAL_STATUSES, failedOutcome, type Execution, type ExecutionOutcome } from '../contract/schemas';
 import { deathReason } from '../runtime/death-reason';
+import { checkPng } from './png';
 import type { SessionService } from '../sessions/session-service';
 import { throwOnMultiError, type SessionRecord } from '../sessions/session-store';
 
@@ -22,24 +24,22 @@ export interface ExecutionProcessorOptions {
   maxOutputBytes: number;
   maxFigures: number;
   maxFigurePixels: number;
+  /** One figure's PNG at most (SESSIONBOX_MAX_FIGURE_BYTES). */
+  maxFigureBytes: number;
+  /** All figures of one session at most, kept while it lives (SESSIONBOX_MAX_SESSION_FIGURE_BYTES). */
+  maxSessionFigureBytes: number;
   logger: Logger;
   metrics?: Metrics;
   /** Extra time past `timeoutMs` for a kernel still importing, before the worker gives up on it. */
   startupAllowanceMs?: number;
 }
 
-interface DoneEvent extends KernelEvent {
-  status: 'succeeded' | 'failed' | 'timed_out';
-  result: string | null;
-  error: { name: string; value: string; traceback: string } | null;
-  restarted: boolean;
-  cause: Execution['cause'];
-  usage: Execution['usage'];
-  stdoutTruncated: boolean;
-  stderrTruncated: boolean;
-  files: { path: string; size: number; mtimeMs: number }[];
-  notes: string[];
-}
+/** The runner's `done` event: the outcome, and the files the run wrote. */
+type DoneEvent = KernelEvent &
+  ExecutionOutcome & {
+    status: 'succeeded' | 'failed' | 'timed_out';
+    files: { path: string; size: number; mtimeMs: number }[];
+  };
 
 /** How long output chunks wait for company before they are stored (the supervisor already coalesces ≤ 20 ms). */
 const OUTPUT_BATCH_MS = 2;
@@ -56,7 +56,11 @@ export class ExecutionProcessor {
   private readonly figureBytes = new WeakMap<ExecutionRecord, number>();
   private readonly turns: SessionTurns;
 
+  /** The process's metrics, or counters nobody reads when none were given. */
+  private readonly metrics: Metrics;
+
   constructor(readonly opts: ExecutionProcessorOptions) {
+    this.metrics = opts.metrics ?? disabledMetrics();
     this.turns = new SessionTurns({ store: opts.sessions.store, executions: opts.executions, queues: opts.queues, host: opts.host });
   }
 
@@ -128,12 +132,13 @@ export class ExecutionProcessor {
     if (owner !== undefined) await this.opts.sessions.opts.limits?.executionFinished(owner, rec.sessionId, rec.id);
     await this.turns.advance(rec.sessionId, rec.seq);
     if (rec.startedAt) await this.opts.sessions.store.setStatusIfLive(rec.sessionId, 'ready');
-    this.opts.metrics?.executions.inc({ status: 'failed', cause: cause ?? 'none' });
+    this.metrics.executions.inc({ status: 'failed', cause: cause ?? 'none' });
     this.opts.logger.info({ executionId: rec.id, sessionId: rec.sessionId, host: this.opts.host, status: 'failed', cause }, 'execution ended without running');
   }
 
   private async run(rec: ExecutionRecord, session: SessionRecord) {
-    const { executions, sessions, logger, metrics } = this.opts;
+    const { executions, sessions, logger } = this.opts;
+    const metrics = this.metrics;
     const log = logger.child({ executionId: rec.id, sessionId: rec.sessionId, host: session.host, containerId: session.containerId });
     rec.status = 'running';
     rec.startedAt = Date.now();
@@ -144,7 +149,7 @@ export class ExecutionProcessor {
     sessions.store.queueSetStatusIfLive(begin, rec.sessionId, 'busy');
     executions.queueAppendEvent(begin, rec.id, { type: 'started', at: rec.startedAt });
     throwOnMultiError(await begin.exec());
-    metrics?.queueWaitSeconds.observe((rec.startedAt - rec.queuedAt) / 1000);
+    metrics.queueWaitSeconds.observe((rec.startedAt - rec.queuedAt) / 1000);
 
     // Events are persisted strictly in arrival order, without holding up the stream. Output chunks
     // that arrive together (within OUTPUT_BATCH_MS) share one transaction; those still pending when
@@ -152,7 +157,7 @@ export class ExecutionProcessor {
     let chain: Promise<unknown> = Promise.resolve();
     let pending: ExecutionEvent[] = [];
     let flushTimer: NodeJS.Timeout | null = null;
-    const warn = (err: unknown) => log.warn({ err: (err as Error).message }, 'event not stored');
+    const warn = (err: unknown) => log.warn({ err: errMsg(err) }, 'event not stored');
     const flush = () => {
       if (flushTimer) clearTimeout(flushTimer);
       flushTimer = null;
@@ -194,7 +199,7 @@ export class ExecutionProcessor {
     } catch (err) {
       if (!(err instanceof ChannelClosedError) && !isEngineMissing(err)) throw err;
       lostReason = await this.diagnoseContainer(session);
-      log.warn({ reason: lostReason, err: (err as Error).message }, 'session container lost during a run');
+      log.warn({ reason: lostReason, err: errMsg(err) }, 'session container lost during a run');
     }
     // No event follows the end: what is still pending goes out with the final record, after the rest.
     if (flushTimer) clearTimeout(flushTimer);
@@ -249,7 +254,7 @@ export class ExecutionProcessor {
       next = res![0][1];
     } else {
       // The session ends before the result is published: a caller who reads it and calls again gets the 410.
-      await sessions.terminate(session, lostReason ?? deathReason(null)).catch((err) => log.error({ err: (err as Error).message }, 'terminate failed'));
+      await sessions.terminate(session, lostReason ?? deathReason(null)).catch((err) => log.error({ err: errMsg(err) }, 'terminate failed'));
       const end = executions.multi();
       this.turns.queueAdvance(end, rec.sessionId, rec.seq);
       for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
@@ -259,10 +264,10 @@ export class ExecutionProcessor {
     }
     await sessions.opts.limits?.executionFinished(session.owner, rec.sessionId, rec.id).catch(() => undefined);
     await this.turns.dispatch(rec.sessionId, next, session.host);
-    metrics?.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
-    metrics?.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
-    if (rec.cause === 'oom') metrics?.oomKills.inc();
-    if ((rec.status as string) === 'timed_out') metrics?.timeouts.inc();
+    metrics.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
+    metrics.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
+    if (rec.cause === 'oom') metrics.oomKills.inc();
+    if ((rec.status as string) === 'timed_out') metrics.timeouts.inc();
     log.info({ status: rec.status, cause: rec.cause ?? null, queueMs: rec.startedAt! - rec.queuedAt, runMs: finishedAt - rec.startedAt! }, 'execution finished');
   }
 
@@ -283,19 +288,33 @@ export class ExecutionProcessor {
 
   private async onFigure(rec: ExecutionRecord, e: KernelEvent) {
     const { executions } = this.opts;
-    if (typeof e.pngB64 === 'string') {
-      if (rec.figures.length >= this.opts.maxFigures) return;
-      const png = Buffer.from(e.pngB64, 'base64');
-      if (png.length < 24 || png.subarray(1, 4).toString('latin1') !== 'PNG') return;
-      const bytes = (this.figureBytes.get(rec) ?? 0) + png.length;
-      if (bytes > MAX_FIGURE_BYTES_PER_EXECUTION) return;
-      this.figureBytes.set(rec, bytes);
-      const figure = { id: uuidv4(), width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
-      await executions.putFigure(rec.sessionId, figure.id, png);
-      rec.figures.push(figure);
-      await executions.appendEvent(rec.id, { type: 'figure', figure });
+    const log = this.opts.logger.child({ executionId: rec.id, sessionId: rec.sessionId });
+    if (typeof e.pngB64 !== 'string' || rec.figures.length >= this.opts.maxFigures) return;
+    // base64 is 4/3 of the bytes: the length says whether it can fit before anything is decoded.
+    if (e.pngB64.length > Math.ceil(this.opts.maxFigureBytes / 3) * 4) return this.dropFigure(rec, `a figure over ${this.opts.maxFigureBytes} bytes was dropped`);
+    const png = Buffer.from(e.pngB64, 'base64');
+    const checked = checkPng(png, this.opts.maxFigurePixels);
+    if ('problem' in checked) {
+      log.warn({ problem: checked.problem }, 'figure refused');
+      return this.dropFigure(rec, `a figure was dropped: ${checked.problem}`);
     }
+    const bytes = (this.figureBytes.get(rec) ?? 0) + png.length;
+    if (bytes > MAX_FIGURE_BYTES_PER_EXECUTION) return this.dropFigure(rec, `figures past ${MAX_FIGURE_BYTES_PER_EXECUTION} bytes in one run were dropped`);
+    if (!(await executions.reserveFigureBytes(rec.sessionId, png.length, this.opts.maxSessionFigureBytes))) {
+      return this.dropFigure(rec, `the session's figures reached ${this.opts.maxSessionFigureBytes} bytes: this figure was dropped`);
+    }
+    this.figureBytes.set(rec, bytes);
+    const figure = { id: uuidv4(), width: checked.width, height: checked.height };
+    await executions.putFigure(rec.sessionId, figure.id, png);
+    rec.figures.push(figure);
+    await executions.appendEvent(rec.id, { type: 'figure', figure });
   }
+
+  /** Says once per reason in the record's notes why a figure is missing. */
+  private dropFigure(rec: ExecutionRecord, note: string) {
+    if (!rec.notes.includes(note)) rec.notes.push(note);
+  }
+
 
   /**
    * Why a container stopped answering: gone, out of memory, or exited. A container that is gone may
@@ -320,19 +339,7 @@ export class ExecutionProcessor {
 }
 
 function failedDone(name: string, value: string): DoneEvent {
-  return {
-    ev: 'done',
-    status: 'failed',
-    result: null,
-    error: { name, value, traceback: `${name}: ${value}` },
-    restarted: false,
-    cause: null,
-    usage: null,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    files: [],
-    notes: [],
-  };
+  return { ev: 'done', ...failedOutcome(name, value), status: 'failed', files: [] };
 }
 
 function isEngineMissing(err: unknown): boolean {

@@ -4,10 +4,12 @@ import type { ExecutionEvents } from './execution-events';
 import type { ExecutionQueues } from './execution-queue';
 import { SessionTurns } from './turns';
 import { newExecutionRecord, type ExecutionRecord, type ExecutionStore } from './execution-store';
-import { TERMINAL_STATUSES, type ExecuteBody } from '../contract/schemas';
+import { DEFAULT_EXECUTION_TIMEOUT_MS, TERMINAL_STATUSES, type ExecuteBody } from '../contract/schemas';
 import type { SessionService } from '../sessions/session-service';
 import type { Caller } from '../auth/caller';
 import { throwOnMultiError } from '../sessions/session-store';
+import { coalesce } from '../infra/coalesce';
+import { errMsg } from '../infra/err-msg';
 
 export interface ExecutionServiceOptions {
   sessions: SessionService;
@@ -16,24 +18,27 @@ export interface ExecutionServiceOptions {
   events: ExecutionEvents;
   maxCodeBytes: number;
   maxTimeoutMs: number;
+  /** Default: `DEFAULT_EXECUTION_TIMEOUT_MS`. */
   defaultTimeoutMs?: number;
 }
 
 /** The API side of running code: record it, queue it on its session's host, wait for its end. */
 export class ExecutionService {
+  /** A run's limit when the request gives none. */
+  readonly defaultTimeoutMs: number;
   private readonly turns: SessionTurns;
 
   constructor(readonly opts: ExecutionServiceOptions) {
-    const { sessions, executions, queues } = opts;
+    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_EXECUTION_TIMEOUT_MS;
     // API side: every dispatch names the session's host.
-    this.turns = new SessionTurns({ store: sessions.store, executions, queues, host: '' });
+    this.turns = new SessionTurns({ store: opts.sessions.store, executions: opts.executions, queues: opts.queues, host: '' });
   }
 
   async submit(sessionId: string, body: ExecuteBody, caller: Caller): Promise<ExecutionRecord> {
     if (Buffer.byteLength(body.code, 'utf8') > this.opts.maxCodeBytes) {
       throw new PayloadTooLargeError(`code is over ${this.opts.maxCodeBytes} bytes`);
     }
-    const timeoutMs = body.timeoutMs ?? this.opts.defaultTimeoutMs ?? 30_000;
+    const timeoutMs = body.timeoutMs ?? this.defaultTimeoutMs;
     if (timeoutMs > this.opts.maxTimeoutMs) {
       throw new ValidationError(`timeoutMs: must be at most ${this.opts.maxTimeoutMs}`, { field: 'timeoutMs' });
     }
@@ -68,7 +73,7 @@ export class ExecutionService {
       await this.opts.executions.discard(rec).catch(() => undefined);
       await limits?.executionFinished(caller.owner, sessionId, id).catch(() => undefined);
       await this.turns.advance(sessionId, rec.seq, session.host).catch(() => undefined);
-      throw new UnavailableError('queue_unavailable', `could not queue the execution: ${(err as Error).message}`);
+      throw new UnavailableError('queue_unavailable', `could not queue the execution: ${errMsg(err)}`);
     }
     return rec;
   }
@@ -84,8 +89,6 @@ export class ExecutionService {
   waitForEnd(executionId: string, maxWaitMs: number, signal?: AbortSignal): Promise<ExecutionRecord | null> {
     return new Promise((resolve, reject) => {
       let settled = false;
-      let checking = false;
-      let again = false;
       const finish = (r: ExecutionRecord | null, err?: unknown) => {
         if (settled) return;
         settled = true;
@@ -95,24 +98,15 @@ export class ExecutionService {
         if (err) reject(err);
         else resolve(r);
       };
-      const check = async () => {
-        if (checking) {
-          again = true;
-          return;
-        }
-        checking = true;
-        try {
-          do {
-            again = false;
-            const rec = await this.opts.executions.get(executionId);
-            if (!rec || TERMINAL_STATUSES.has(rec.status)) return finish(rec);
-          } while (again);
-        } catch (err) {
-          finish(null, err);
-        } finally {
-          checking = false;
-        }
-      };
+      const check = coalesce(
+        async () => {
+          if (settled) return true;
+          const rec = await this.opts.executions.get(executionId);
+          if (!rec || TERMINAL_STATUSES.has(rec.status)) finish(rec);
+          return settled;
+        },
+        (err) => finish(null, err),
+      );
       // Only the `done` event can make the record final (a bare notification may be anything).
       const off = this.opts.events.on(executionId, (type) => (type === undefined || type === 'done') && void check());
       const onAbort = () => finish(null);

@@ -1,6 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { Keys } from '../infra/keys';
-import type { Execution, ExecutionError, ExecutionStatus } from '../contract/schemas';
+import { pendingOutcome, type ExecutionOutcome, type ExecutionStatus } from '../contract/schemas';
 import { throwOnMultiError } from '../sessions/session-store';
 
 export interface StoredFigure {
@@ -15,29 +15,20 @@ export interface StoredFile {
   mimeType: string;
 }
 
-/** An execution as kept in Redis; URLs are made by the API at read time. */
-export interface ExecutionRecord {
+/** An execution as kept in Redis: its outcome plus what the API shows as URLs and ISO dates, made at read time. */
+export interface ExecutionRecord extends ExecutionOutcome {
   id: string;
   sessionId: string;
   seq: number;
-  status: ExecutionStatus;
   code: string;
   timeoutMs: number;
   stdout: string;
   stderr: string;
-  result: string | null;
-  error: ExecutionError | null;
   figures: StoredFigure[];
   files: StoredFile[];
   queuedAt: number;
   startedAt: number | null;
   finishedAt: number | null;
-  restarted: boolean;
-  cause: Execution['cause'];
-  usage: Execution['usage'];
-  stdoutTruncated: boolean;
-  stderrTruncated: boolean;
-  notes: string[];
   workerId: string | null;
 }
 
@@ -59,25 +50,17 @@ export function newExecutionRecord(p: { id: string; sessionId: string; seq: numb
     id: p.id,
     sessionId: p.sessionId,
     seq: p.seq,
-    status: 'queued',
     code: p.code,
     timeoutMs: p.timeoutMs,
     stdout: '',
     stderr: '',
-    result: null,
-    error: null,
     figures: [],
     files: [],
     queuedAt: p.now ?? Date.now(),
     startedAt: null,
     finishedAt: null,
-    restarted: false,
-    cause: null,
-    usage: null,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    notes: [],
     workerId: null,
+    ...pendingOutcome(),
   };
 }
 
@@ -179,9 +162,11 @@ export class ExecutionStore {
     await this.queueFinish(this.redis.multi(), rec).exec().then(throwOnMultiError);
   }
 
-  async readEvents(executionId: string, afterId = '-'): Promise<{ id: string; event: ExecutionEvent }[]> {
+  /** Events after `afterId`, oldest first; at most `limit` of them when given. */
+  async readEvents(executionId: string, afterId = '-', limit?: number): Promise<{ id: string; event: ExecutionEvent }[]> {
     const start = afterId === '-' ? '-' : `(${afterId}`;
-    const rows = await this.redis.xrange(this.keys.executionEvents(executionId), start, '+');
+    const key = this.keys.executionEvents(executionId);
+    const rows = limit === undefined ? await this.redis.xrange(key, start, '+') : await this.redis.xrange(key, start, '+', 'COUNT', limit);
     return rows.map(([id, fields]) => ({ id, event: JSON.parse(fields[1]) as ExecutionEvent }));
   }
 
@@ -195,6 +180,22 @@ export class ExecutionStore {
       .then(throwOnMultiError);
   }
 
+  /** Deletes a session's execution records and event logs (its outputs): what a DELETE leaves is the tombstone alone. */
+  async dropSessionOutputs(sessionId: string): Promise<number> {
+    const ids = await this.redis.lrange(this.keys.sessionExecutions(sessionId), 0, -1);
+    const keys = [...ids.flatMap((id) => [this.keys.execution(id), this.keys.executionEvents(id)]), this.keys.sessionExecutions(sessionId)];
+    return this.redis.del(...keys);
+  }
+
+  /** Counts `bytes` against the session's figure budget; false (and nothing counted) when they do not fit. */
+  async reserveFigureBytes(sessionId: string, bytes: number, max: number): Promise<boolean> {
+    const key = this.keys.sessionFigureBytes(sessionId);
+    const [[, total]] = (await this.redis.multi().incrby(key, bytes).expire(key, this.retention).exec()) as [[null, number], unknown];
+    if (total <= max) return true;
+    await this.redis.decrby(key, bytes);
+    return false;
+  }
+
   /** With `sessionId`, only a figure that session made (so a figure id never opens another tenant's figure). */
   async getFigure(figureId: string, sessionId?: string): Promise<Buffer | null> {
     if (sessionId !== undefined && !(await this.redis.sismember(this.keys.sessionFigures(sessionId), figureId))) return null;
@@ -202,16 +203,9 @@ export class ExecutionStore {
   }
 
   /** Deletes what a session leaves behind: figure bytes now; records lapse on their own. */
-  /** Drops every execution record and event log of a session (a throwaway one leaves nothing). */
-  async dropSessionExecutions(sessionId: string): Promise<void> {
-    const ids = await this.redis.lrange(this.keys.sessionExecutions(sessionId), 0, -1);
-    const keys = ids.flatMap((id) => [this.keys.execution(id), this.keys.executionEvents(id)]);
-    if (keys.length) await this.redis.del(...keys);
-  }
-
   async dropSessionData(sessionId: string): Promise<number> {
     const figs = await this.redis.smembers(this.keys.sessionFigures(sessionId));
-    const keys = [...figs.map((f) => this.keys.figure(f)), this.keys.sessionFigures(sessionId)];
+    const keys = [...figs.map((f) => this.keys.figure(f)), this.keys.sessionFigures(sessionId), this.keys.sessionFigureBytes(sessionId)];
     return this.redis.del(...keys);
   }
 }

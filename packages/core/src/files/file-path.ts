@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SessionboxError } from '../errors/errors';
+import { decodeFilePath } from './path-encoding';
 
 /** Longest path accepted, in UTF-8 bytes (Linux PATH_MAX is 4096; names past this are never legitimate here). */
 export const MAX_FILE_PATH_BYTES = 1024;
@@ -43,15 +44,11 @@ export function checkFilePath(path: string): string {
 
 /**
  * The file part of a request path (`/v1/sessions/<id>/files/<this part>`), percent-decoded and checked.
- * Malformed escapes are a 400 too.
+ * Malformed escapes are a 400 too. Bytes that are not UTF-8 come back as Python's surrogate escapes.
  */
 export function filePathFromUrl(encoded: string): string {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(encoded);
-  } catch {
-    throw new InvalidPathError('path is not valid percent-encoding');
-  }
+  const decoded = decodeFilePath(encoded);
+  if (decoded === null) throw new InvalidPathError('path is not valid percent-encoding');
   return checkFilePath(decoded);
 }
 

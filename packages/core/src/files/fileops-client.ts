@@ -1,7 +1,8 @@
-import { createInterface } from 'node:readline';
+import { randomUUID } from 'node:crypto';
 import { NotFoundError, SessionboxError, UnavailableError, ValidationError } from '../errors/errors';
 import type { ContainerRuntime, ExecProcess } from '../runtime/container-runtime';
 import type { KernelEvent } from '../runtime/kernel-channel';
+import { LineSplitter } from '../runtime/line-splitter';
 import type { SessionRecord } from '../sessions/session-store';
 import { InvalidPathError } from './file-path';
 
@@ -32,9 +33,23 @@ export interface FileOpOptions {
   data?: Buffer;
   /** The file the request is about, for the 404 a `not_found` answer becomes. */
   path?: string;
-  onChunk?: (b: Buffer) => void;
+  /**
+   * Each `file_chunk`'s bytes. Return false when the reader is full: reading from the container
+   * stops until `drained` is called back.
+   */
+  onChunk?: (b: Buffer) => boolean | void;
+  /** Calls `resume` once the reader that returned false from `onChunk` can take more. */
+  onFull?: (resume: () => void) => void;
+  /** Most bytes the answer's chunks may carry in all (default: the request's `maxBytes`, else 1 GiB). */
+  maxAnswerBytes?: number;
+  /** Stops the operation (the process is cut off) when it fires. */
+  signal?: AbortSignal;
   timeoutMs?: number;
 }
+
+/** Longest event line fileops.py sends: a chunk of 256 KiB in base64 plus its envelope, with room to spare. */
+const MAX_ANSWER_LINE_BYTES = 1024 * 1024;
+const DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
 function runnerError(ev: KernelEvent, path?: string): SessionboxError {
   const message = String(ev.message ?? 'the session container refused the request');
@@ -65,45 +80,72 @@ export async function runFileOp(
   opts: FileOpOptions = {},
 ): Promise<KernelEvent> {
   const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
+  // A fresh id per operation: fileops.py puts it on every event, and an event without it (written
+  // by anything else that reached the pipe) is ignored.
+  const id = randomUUID();
+  const cap = opts.maxAnswerBytes ?? (typeof req.maxBytes === 'number' ? req.maxBytes : DEFAULT_MAX_ANSWER_BYTES);
   // The process also stops itself a little later, in case this side is gone.
-  const line = Buffer.from(JSON.stringify({ ...req, timeoutMs: timeoutMs + 5_000 }) + '\n');
+  const line = Buffer.from(JSON.stringify({ ...req, id, timeoutMs: timeoutMs + 5_000 }) + '\n');
   let proc: ExecProcess;
   try {
     proc = await runtime.exec(containerId, { cmd: FILEOPS_CMD, stdin: opts.data ? [line, opts.data] : [line] });
   } catch (err) {
     throw sessionUnreachable(err);
   }
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    proc.close();
-  }, timeoutMs);
-  try {
-    for await (const text of createInterface({ input: proc.stdout, crlfDelay: Infinity })) {
+  const stdout = proc.stdout;
+  return new Promise<KernelEvent>((resolve, reject) => {
+    let settled = false;
+    let received = 0;
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      proc.close();
+      fn();
+    };
+    const fail = (err: unknown) => finish(() => reject(err instanceof SessionboxError ? err : sessionUnreachable(err)));
+    const timer = setTimeout(() => fail(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = () => fail(new Error('the operation was cancelled'));
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) return onAbort();
+
+    const lines = new LineSplitter(MAX_ANSWER_LINE_BYTES, (raw) => {
+      if (settled) return;
       let ev: KernelEvent;
       try {
-        ev = JSON.parse(text);
+        ev = JSON.parse(raw.toString('utf8'));
       } catch {
-        continue;
+        return;
       }
-      if (ev?.ev === 'file_chunk') {
-        if (typeof ev.dataB64 === 'string') opts.onChunk?.(Buffer.from(ev.dataB64, 'base64'));
-        continue;
+      if (!ev || typeof ev !== 'object' || ev.id !== id || typeof ev.ev !== 'string') return;
+      if (ev.ev === 'file_chunk') {
+        if (typeof ev.dataB64 !== 'string') return;
+        const b = Buffer.from(ev.dataB64, 'base64');
+        received += b.length;
+        if (received > cap) return fail(new Error(`the answer to ${req.op} went past ${cap} bytes`));
+        if (opts.onChunk?.(b) === false && opts.onFull) {
+          stdout.pause();
+          opts.onFull(() => stdout.resume());
+        }
+        return;
       }
-      if (ev?.ev === 'error') throw runnerError(ev, opts.path);
-      if (typeof ev?.ev === 'string') return ev;
-    }
-  } catch (err) {
-    if (err instanceof SessionboxError) throw err;
-    throw sessionUnreachable(timedOut ? new Error(`no answer in ${timeoutMs} ms`) : err);
-  } finally {
-    clearTimeout(timer);
-    proc.close();
-  }
-  if (timedOut) throw sessionUnreachable(new Error(`no answer in ${timeoutMs} ms`));
-  const { exitCode, stderr } = await proc.wait().catch(() => ({ exitCode: null, stderr: '' }));
-  const why = stderr.trim().split('\n').slice(-1)[0];
-  throw sessionUnreachable(new Error(`${req.op} ended without an answer (exit code ${exitCode})${why ? `: ${why.slice(0, 300)}` : ''}`));
+      if (ev.ev === 'error') return finish(() => reject(runnerError(ev, opts.path)));
+      finish(() => resolve(ev));
+    });
+    stdout.on('data', (chunk: Buffer) => lines.push(chunk));
+    stdout.on('error', fail);
+    stdout.on('end', () => {
+      if (settled) return;
+      void proc
+        .wait()
+        .catch(() => ({ exitCode: null, stderr: '' }))
+        .then(({ exitCode, stderr }) => {
+          const why = stderr.trim().split('\n').slice(-1)[0];
+          fail(new Error(`${req.op} ended without an answer (exit code ${exitCode})${why ? `: ${why.slice(0, 300)}` : ''}`));
+        });
+    });
+  });
 }
 
 /** An answer that did not come (the process died, stalled, or the engine refused the exec) as a 503 `session_unreachable`. */

@@ -84,13 +84,19 @@ export class LiveFiles {
         started = true;
         resolve({ path, mimeType: mimeTypeOf(path), stream });
       };
+      // A reader that goes away (the client hung up) ends the operation in the container.
+      const abort = new AbortController();
+      stream.once('close', () => abort.abort());
       this.fileops.run(rec, { op: 'file_read', path, maxBytes: this.opts.maxFileBytes }, {
         path,
+        signal: abort.signal,
         onChunk: (b) => {
           start();
           this.bytes.inc({ direction: 'download' }, b.length);
-          stream.write(b);
+          return stream.write(b);
         },
+        // A slow reader holds the container's writer, not this process's memory.
+        onFull: (resume) => stream.once('drain', resume),
       }).then(
         () => {
           start();

@@ -105,7 +105,7 @@ export class SessionArchives {
     const parts: Buffer[] = [];
     let done: KernelEvent;
     try {
-      done = await this.fileops.run(rec, { op: 'archive', maxBytes: this.opts.maxArchiveBytes }, { onChunk: (b) => parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS });
+      done = await this.fileops.run(rec, { op: 'archive', maxBytes: this.opts.maxArchiveBytes }, { onChunk: (b) => void parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS });
     } catch (err) {
       if (err instanceof FileTooLargeError) {
         throw new FileTooLargeError('archive_too_large', `the working directory is over the ${this.opts.maxArchiveBytes} byte archive cap`);

@@ -1,11 +1,16 @@
 import { z } from 'zod';
-import { loadApiKeys, type ApiKey } from '../auth/api-keys';
+import { loadApiKeys } from '../auth/api-keys';
+import { commaList } from './comma-list';
+import { errMsg } from './err-msg';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(def);
+/** An integer that may be unset; an empty string counts as unset. */
+const optionalInt = (min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(min).max(max).optional());
 
 /** One Docker engine the system may place sessions on: `name=endpoint[@capacity]`. */
 const DockerHostSchema = z.object({
@@ -15,19 +20,17 @@ const DockerHostSchema = z.object({
 });
 export type DockerHostConfig = z.infer<typeof DockerHostSchema>;
 
-function parseHosts(raw: string, defaultCapacity: number): DockerHostConfig[] {
-  return raw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((entry) => {
-      const m = /^([^=]+)=([^@]+)(?:@(\d+))?$/.exec(entry);
-      if (!m) throw new Error(`SESSIONBOX_DOCKER_HOSTS entry "${entry}" is not name=endpoint[@capacity]`);
-      return DockerHostSchema.parse({ name: m[1], endpoint: m[2], capacity: m[3] ? Number(m[3]) : defaultCapacity });
-    });
-}
+/** `name=endpoint[@capacity]`; a missing capacity is filled from SESSIONBOX_HOST_CAPACITY. */
+const DockerHostEntry = z.string().transform((entry, ctx) => {
+  const m = /^([^=]+)=([^@]+)(?:@(\d+))?$/.exec(entry);
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `entry "${entry}" is not name=endpoint[@capacity]` });
+    return z.NEVER;
+  }
+  return { name: m[1], endpoint: m[2], capacity: m[3] === undefined ? null : Number(m[3]) };
+}).pipe(DockerHostSchema.extend({ capacity: DockerHostSchema.shape.capacity.nullable() }));
 
-/** Every setting of api, worker and CLI; parsed once at start (`loadConfig(env)`), never read ad hoc. */
+/** Every setting of api, worker and CLI, by its environment name, with its default. */
 export const EnvSchema = z.object({
   SESSIONBOX_PORT: int(8000, 0, 65535),
   SESSIONBOX_HOST: z.string().optional(),
@@ -36,7 +39,7 @@ export const EnvSchema = z.object({
   SESSIONBOX_NAMESPACE: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,40}$/).default('default'),
   SESSIONBOX_IMAGE: z.string().default('sessionbox/python-runner:latest'),
   SESSIONBOX_RUNTIME: z.enum(['runc', 'runsc']).default('runc'),
-  SESSIONBOX_DOCKER_HOSTS: z.string().default('local=unix:///var/run/docker.sock'),
+  SESSIONBOX_DOCKER_HOSTS: commaList.pipe(z.array(DockerHostEntry)).prefault('local=unix:///var/run/docker.sock'),
   SESSIONBOX_HOST_CAPACITY: int(300, 1),
   SESSIONBOX_WORKER_HOST: z.string().optional(),
   SESSIONBOX_WORKER_CONCURRENCY: int(64, 1, 1024),
@@ -48,6 +51,10 @@ export const EnvSchema = z.object({
   SESSIONBOX_MAX_TIMEOUT_MS: int(600_000, 1000),
   SESSIONBOX_MAX_FIGURES: int(50, 1, 1000),
   SESSIONBOX_MAX_FIGURE_PIXELS: int(25_000_000, 10_000),
+  /** One figure's PNG; a larger one is dropped with a note (the channel's line cap is 8 MiB of base64). */
+  SESSIONBOX_MAX_FIGURE_BYTES: int(4 * 1024 * 1024, 1024, 6 * 1024 * 1024),
+  /** All figures a session keeps in Redis while it lives. */
+  SESSIONBOX_MAX_SESSION_FIGURE_BYTES: int(64 * 1024 * 1024, 1024),
   SESSIONBOX_POOL_SIZE: int(0, 0, 1000),
   SESSIONBOX_POOL_MAX_AGE_SECONDS: int(1800, 10, 86400),
   SESSIONBOX_STALLED_INTERVAL_MS: int(30_000, 1000),
@@ -63,22 +70,24 @@ export const EnvSchema = z.object({
   SESSIONBOX_RECONCILE_GRACE_MS: int(10_000, 0, 3_600_000),
   SESSIONBOX_HOST_CHECK_INTERVAL_MS: int(2000, 100, 600_000),
   SESSIONBOX_HOST_DOWN_AFTER_FAILURES: int(3, 1, 1000),
+  /** On SIGTERM: how long in-flight requests (`?wait=true`, event streams) and running jobs get to finish. */
+  SESSIONBOX_SHUTDOWN_GRACE_MS: int(30_000, 0, 600_000),
   /** Unset: the worker serves no HTTP; set: `/metrics` and `/healthz` on this port (bound like the API, SESSIONBOX_HOST). */
-  SESSIONBOX_WORKER_METRICS_PORT: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(65535).optional()),
+  SESSIONBOX_WORKER_METRICS_PORT: optionalInt(0, 65535),
   /** `name:key[:maxSessions[:executionsPerMinute]],…`; none (and no file, no admin key): open API, localhost only. */
   SESSIONBOX_API_KEYS: z.string().optional(),
   SESSIONBOX_API_KEYS_FILE: z.string().optional(),
   SESSIONBOX_ADMIN_KEY: z.string().optional(),
   /** Unset: 50 per key when keys are configured, no limit otherwise; 0 = no limit. */
-  SESSIONBOX_KEY_MAX_SESSIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).optional()),
+  SESSIONBOX_KEY_MAX_SESSIONS: optionalInt(),
   /** Unset: 600 per key when keys are configured, no limit otherwise; 0 = no limit. */
-  SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).optional()),
+  SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE: optionalInt(),
   /** Unset: 16 per key when keys are configured, no limit otherwise; 0 = no limit. Sessions of a key with code in flight. */
-  SESSIONBOX_KEY_MAX_RUNNING_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).optional()),
+  SESSIONBOX_KEY_MAX_RUNNING_EXECUTIONS: optionalInt(),
   /** Unset: 200 per key when keys are configured, no limit otherwise; 0 = no limit. Executions of a key not yet finished. */
-  SESSIONBOX_KEY_MAX_QUEUED_EXECUTIONS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).optional()),
+  SESSIONBOX_KEY_MAX_QUEUED_EXECUTIONS: optionalInt(),
   /** Unset: 51200 MiB per key when keys are configured, no budget otherwise; 0 = none. memoryMb + diskMb over a key's live sessions. */
-  SESSIONBOX_KEY_MAX_MEMORY_MB: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).optional()),
+  SESSIONBOX_KEY_MAX_MEMORY_MB: optionalInt(),
   /** Unset: 50 per key when keys are configured, no budget otherwise; 0 = none. cpus over a key's live sessions. */
   SESSIONBOX_KEY_MAX_CPUS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().min(0).optional()),
   /** Ceilings of one session's limits (a create asking for more is refused with 400 naming the limit). */
@@ -87,90 +96,40 @@ export const EnvSchema = z.object({
   SESSIONBOX_MAX_CPUS: z.coerce.number().min(0.05).max(64).default(4),
   SESSIONBOX_MAX_PIDS: int(1024, 16, 4096),
   /** Memory of each Docker host (MiB); unset: what its engine reports (`docker info` MemTotal). */
-  SESSIONBOX_HOST_MEMORY_MB: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(256).optional()),
+  SESSIONBOX_HOST_MEMORY_MB: optionalInt(256),
   /** Engine memory caps of a host's live sessions may add up to this many times its memory. */
   SESSIONBOX_HOST_MEMORY_OVERCOMMIT: z.coerce.number().min(0.1).max(100).default(4),
 });
 export type Env = z.infer<typeof EnvSchema>;
 
-export interface Config {
-  port: number;
-  host: string | undefined;
-  publicUrl: string | undefined;
-  redisUrl: string;
-  namespace: string;
-  image: string;
-  runtime: 'runc' | 'runsc';
-  dockerHosts: DockerHostConfig[];
-  workerHost: string;
-  workerConcurrency: number;
-  defaultTtlSeconds: number;
-  tombstoneSeconds: number;
-  reaperIntervalMs: number;
-  maxOutputBytes: number;
-  maxCodeBytes: number;
-  maxTimeoutMs: number;
-  maxFigures: number;
-  maxFigurePixels: number;
-  poolSize: number;
-  /** A warm container listed longer than this is replaced, never handed out. */
-  poolMaxAgeSeconds: number;
-  stalledIntervalMs: number;
-  logLevel: Env['SESSIONBOX_LOG_LEVEL'];
-  reconcileOnStart: boolean;
-  maxFileBytes: number;
-  /** Cap on all files of one session; null = the session's diskMb, at most 500 MiB. */
-  maxSessionFilesBytes: number | null;
-  archiveSeconds: number;
-  maxArchiveBytes: number;
-  archiveDir: string;
-  /** Max characters of the text an LLM tool call returns to the model. */
-  toolTextBudget: number;
-  /** Containers and records younger than this are being born: cleanup leaves them alone. */
-  reconcileGraceMs: number;
-  /** The worker pings its engine this often; after `hostDownAfterFailures` misses in a row the host is down. */
-  hostCheckIntervalMs: number;
-  hostDownAfterFailures: number;
-  /** null: the worker serves no HTTP. */
-  workerMetricsPort: number | null;
-  /** Tenants (`SESSIONBOX_API_KEYS` and `SESSIONBOX_API_KEYS_FILE`). */
-  apiKeys: ApiKey[];
-  /** Sees and touches every session (`SESSIONBOX_ADMIN_KEY`). */
-  adminKey: string | null;
-  /** Per-key defaults (a key's own values win); null or 0 = no limit. */
-  keyMaxSessions: number | null;
-  keyExecutionsPerMinute: number | null;
-  keyMaxRunningExecutions: number | null;
-  keyMaxQueuedExecutions: number | null;
-  keyMaxMemoryMb: number | null;
-  keyMaxCpus: number | null;
-  /** Ceilings of one session's limits. */
-  maxSessionLimits: { memoryMb: number; diskMb: number; cpus: number; pids: number };
-  /** null: each engine's MemTotal. */
-  hostMemoryMb: number | null;
-  hostMemoryOvercommit: number;
+/** A variable's default, for the places that show or apply it outside `loadConfig` (the admin CLI's options). */
+export function envDefault<K extends keyof Env>(name: K): Env[K] {
+  return EnvSchema.shape[name].parse(undefined) as Env[K];
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+/** Rules across settings: at least one host, and the worker's host among them. */
+export function checkEnv(e: Env, ctx: z.RefinementCtx): void {
+  if (e.SESSIONBOX_DOCKER_HOSTS.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['SESSIONBOX_DOCKER_HOSTS'], message: 'names no host' });
+    return;
   }
-  const e = parsed.data;
-  const dockerHosts = parseHosts(e.SESSIONBOX_DOCKER_HOSTS, e.SESSIONBOX_HOST_CAPACITY);
-  if (dockerHosts.length === 0) throw new Error('invalid configuration: SESSIONBOX_DOCKER_HOSTS names no host');
-  const workerHost = e.SESSIONBOX_WORKER_HOST ?? dockerHosts[0].name;
+  const workerHost = e.SESSIONBOX_WORKER_HOST;
+  if (workerHost !== undefined && !e.SESSIONBOX_DOCKER_HOSTS.some((h) => h.name === workerHost)) {
+    ctx.addIssue({ code: 'custom', path: ['SESSIONBOX_WORKER_HOST'], message: `"${workerHost}" is not in SESSIONBOX_DOCKER_HOSTS` });
+  }
+}
+
+/** The parsed environment as the services read it; API keys (list, file, admin key) are checked together here. */
+function toConfig(e: Env, ctx: z.RefinementCtx) {
   let auth: ReturnType<typeof loadApiKeys>;
   try {
     auth = loadApiKeys({ list: e.SESSIONBOX_API_KEYS, file: e.SESSIONBOX_API_KEYS_FILE, adminKey: e.SESSIONBOX_ADMIN_KEY });
   } catch (err) {
-    throw new Error(`invalid configuration: ${(err as Error).message}`);
+    ctx.addIssue({ code: 'custom', message: errMsg(err) });
+    return z.NEVER;
   }
+  const dockerHosts = e.SESSIONBOX_DOCKER_HOSTS.map((h) => ({ ...h, capacity: h.capacity ?? e.SESSIONBOX_HOST_CAPACITY }));
   const keyed = auth.keys.length > 0 || auth.adminKey !== null;
-  if (!dockerHosts.some((h) => h.name === workerHost)) {
-    throw new Error(`invalid configuration: SESSIONBOX_WORKER_HOST "${workerHost}" is not in SESSIONBOX_DOCKER_HOSTS`);
-  }
   return {
     port: e.SESSIONBOX_PORT,
     host: e.SESSIONBOX_HOST,
@@ -180,7 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     image: e.SESSIONBOX_IMAGE,
     runtime: e.SESSIONBOX_RUNTIME,
     dockerHosts,
-    workerHost,
+    workerHost: e.SESSIONBOX_WORKER_HOST ?? dockerHosts[0].name,
     workerConcurrency: e.SESSIONBOX_WORKER_CONCURRENCY,
     defaultTtlSeconds: e.SESSIONBOX_DEFAULT_TTL_SECONDS,
     tombstoneSeconds: e.SESSIONBOX_TOMBSTONE_SECONDS,
@@ -188,25 +147,42 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxOutputBytes: e.SESSIONBOX_MAX_OUTPUT_BYTES,
     maxCodeBytes: e.SESSIONBOX_MAX_CODE_BYTES,
     maxTimeoutMs: e.SESSIONBOX_MAX_TIMEOUT_MS,
+    /** A busy session past its TTL by more than the longest run plus a minute has lost its worker. */
+    stuckBusyMs: e.SESSIONBOX_MAX_TIMEOUT_MS + 60_000,
     maxFigures: e.SESSIONBOX_MAX_FIGURES,
     maxFigurePixels: e.SESSIONBOX_MAX_FIGURE_PIXELS,
+    maxFigureBytes: e.SESSIONBOX_MAX_FIGURE_BYTES,
+    maxSessionFigureBytes: e.SESSIONBOX_MAX_SESSION_FIGURE_BYTES,
     poolSize: e.SESSIONBOX_POOL_SIZE,
+    /** A warm container listed longer than this is replaced, never handed out. */
     poolMaxAgeSeconds: e.SESSIONBOX_POOL_MAX_AGE_SECONDS,
     stalledIntervalMs: e.SESSIONBOX_STALLED_INTERVAL_MS,
     logLevel: e.SESSIONBOX_LOG_LEVEL,
     reconcileOnStart: e.SESSIONBOX_RECONCILE_ON_START,
     maxFileBytes: e.SESSIONBOX_MAX_FILE_BYTES,
+    /** Cap on all files of one session; null = the session's diskMb, at most 500 MiB. */
     maxSessionFilesBytes: e.SESSIONBOX_MAX_SESSION_FILES_BYTES ?? null,
     archiveSeconds: e.SESSIONBOX_ARCHIVE_SECONDS,
     maxArchiveBytes: e.SESSIONBOX_MAX_ARCHIVE_BYTES,
     archiveDir: e.SESSIONBOX_ARCHIVE_DIR,
+    /** How often the worker deletes archives past their time: a quarter of their life, within [reaper interval, 1 min]. */
+    archiveSweepIntervalMs: Math.max(e.SESSIONBOX_REAPER_INTERVAL_MS, Math.min(60_000, e.SESSIONBOX_ARCHIVE_SECONDS * 250)),
+    /** Max characters of the text an LLM tool call returns to the model. */
     toolTextBudget: e.SESSIONBOX_TOOL_TEXT_BUDGET,
+    /** Containers and records younger than this are being born: cleanup leaves them alone. */
     reconcileGraceMs: e.SESSIONBOX_RECONCILE_GRACE_MS,
+    /** The worker pings its engine this often; after `hostDownAfterFailures` misses in a row the host is down. */
     hostCheckIntervalMs: e.SESSIONBOX_HOST_CHECK_INTERVAL_MS,
     hostDownAfterFailures: e.SESSIONBOX_HOST_DOWN_AFTER_FAILURES,
+    /** How long a closing API lets in-flight requests finish, and a closing worker its running jobs. */
+    shutdownGraceMs: e.SESSIONBOX_SHUTDOWN_GRACE_MS,
+    /** null: the worker serves no HTTP. */
     workerMetricsPort: e.SESSIONBOX_WORKER_METRICS_PORT ?? null,
+    /** Tenants (`SESSIONBOX_API_KEYS` and `SESSIONBOX_API_KEYS_FILE`). */
     apiKeys: auth.keys,
+    /** Sees and touches every session (`SESSIONBOX_ADMIN_KEY`). */
     adminKey: auth.adminKey,
+    /** Per-key defaults (a key's own values win); null or 0 = no limit. */
     keyMaxSessions: e.SESSIONBOX_KEY_MAX_SESSIONS ?? (keyed ? 50 : null),
     keyExecutionsPerMinute: e.SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE ?? (keyed ? 600 : null),
     keyMaxRunningExecutions: e.SESSIONBOX_KEY_MAX_RUNNING_EXECUTIONS ?? (keyed ? 16 : null),
@@ -217,4 +193,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hostMemoryMb: e.SESSIONBOX_HOST_MEMORY_MB ?? null,
     hostMemoryOvercommit: e.SESSIONBOX_HOST_MEMORY_OVERCOMMIT,
   };
+}
+
+/** The environment, checked across fields and shaped for the services: its parsed type is `Config`. */
+export const ConfigSchema = EnvSchema.superRefine(checkEnv).transform(toConfig);
+export type Config = z.output<typeof ConfigSchema>;
+
+/** Parsed once at start, never read ad hoc; a bad value throws a message naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = ConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
 }

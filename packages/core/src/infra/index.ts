@@ -1,9 +1,15 @@
-export { loadConfig } from './config';
+export { loadConfig, envDefault } from './config';
 export type { Config } from './config';
+export { splitList } from './comma-list';
+export { errMsg } from './err-msg';
 export { Keys } from './keys';
 export { createLogger } from './logger';
-export { createMetrics } from './metrics';
+export { createMetrics, disabledMetrics } from './metrics';
+export { CloseSteps } from './close-steps';
+export { TimerLoop } from './timer-loop';
+export { coalesce } from './coalesce';
 export type { Metrics } from './metrics';
 export { runService } from './service-main';
 export { createRedis, closeRedis, waitForRedis } from './redis';
 export { withTimeout } from './timers';
+export { poll, backoff } from './poll';

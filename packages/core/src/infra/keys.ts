@@ -1,5 +1,5 @@
 /** The per-session keys beside the session's hash. */
-export type SessionPart = 'execs' | 'seqs' | 'figs';
+export type SessionPart = 'execs' | 'seqs' | 'figs' | 'figbytes';
 
 /** A key of a family cleanup sorts, as `Keys.parse` names it. */
 export type ParsedKey =
@@ -28,7 +28,12 @@ export class Keys {
   sessionFigures(id: string) {
     return `${this.prefix}session:${id}:figs`;
   }
+  /** Bytes of figures the session holds (its figure budget). */
+  sessionFigureBytes(id: string) {
+    return `${this.prefix}session:${id}:figbytes`;
+  }
   sessionPart(id: string, part: SessionPart) {
+    if (part === 'figbytes') return this.sessionFigureBytes(id);
     return part === 'execs' ? this.sessionExecutions(id) : part === 'seqs' ? this.sessionSeqs(id) : this.sessionFigures(id);
   }
   /** zset of every session record, scored by creation time. */
@@ -111,7 +116,7 @@ export class Keys {
       switch (family) {
         case 'session':
           if (part === undefined) return { family: 'session', id };
-          return part === 'execs' || part === 'seqs' || part === 'figs' ? { family: 'sessionPart', id, part } : null;
+          return part === 'execs' || part === 'seqs' || part === 'figs' || part === 'figbytes' ? { family: 'sessionPart', id, part } : null;
         case 'exec':
           return part === undefined ? { family: 'execution', id } : part === 'events' ? { family: 'executionEvents', id } : null;
         case 'fig':

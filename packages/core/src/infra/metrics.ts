@@ -45,3 +45,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
+
+let disabled: Metrics | null = null;
+
+/**
+ * For parts built without the process's metrics (CLI, tests): the same counters on a registry of
+ * their own that nobody scrapes, so callers count unconditionally instead of `metrics?.` each time.
+ */
+export function disabledMetrics(): Metrics {
+  return (disabled ??= createMetrics());
+}

@@ -87,7 +87,7 @@ export async function planLeftovers(
     }
     if (st === 'live') continue;
     for (const part of parts) {
-      if (st === 'terminated' && part !== 'figs') continue;
+      if (st === 'terminated' && part !== 'figs' && part !== 'figbytes') continue;
       group(sid).keys.push(k.sessionPart(sid, part));
     }
   }

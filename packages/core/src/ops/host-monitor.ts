@@ -2,7 +2,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Cleanup } from './cleanup';
 import type { ExecutionStore } from '../executions/execution-store';
-import type { Metrics } from '../infra/metrics';
+import { disabledMetrics, type Metrics } from '../infra/metrics';
+import { errMsg } from '../infra/err-msg';
+import { TimerLoop } from '../infra/timer-loop';
 import type { SessionService } from '../sessions/session-service';
 import { withTimeout } from '../infra/timers';
 
@@ -35,36 +37,34 @@ export interface HostMonitorOptions {
  * is cleared. Every step is idempotent, so several workers of one host may run a monitor each.
  */
 export class HostMonitor {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
-  private stopped = true;
+  private readonly loop: TimerLoop;
+  private readonly metrics: Metrics;
   private failures = 0;
   private current: HostState = 'unknown';
   /** When to look once more for leftovers that were still inside the grace at recovery. */
   private followUpAt: number | null = null;
 
-  constructor(readonly opts: HostMonitorOptions) {}
+  constructor(readonly opts: HostMonitorOptions) {
+    this.metrics = opts.metrics ?? disabledMetrics();
+    this.loop = new TimerLoop({
+      name: 'host check',
+      run: () => this.check(),
+      intervalMs: opts.intervalMs,
+      logger: opts.logger,
+      onError: (err) => opts.logger.warn({ host: opts.host, err: errMsg(err) }, 'host check failed'),
+    });
+  }
 
   get state(): HostState {
     return this.current;
   }
 
   start() {
-    this.stopped = false;
-    const tick = () => {
-      this.running = this.check()
-        .catch((err) => this.opts.logger.warn({ host: this.opts.host, err: errMsg(err) }, 'host check failed'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.opts.intervalMs);
-        });
-    };
-    tick();
+    this.loop.start();
   }
 
   async stop() {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.loop.stop();
   }
 
   /** One probe and whatever it calls for; returns the state afterwards. */
@@ -108,14 +108,15 @@ export class HostMonitor {
 
   /** Flags the host and turns its live sessions into `host_down` tombstones. */
   private async markDown() {
-    const { sessions, executions, host, logger, metrics } = this.opts;
+    const { sessions, executions, host, logger } = this.opts;
+    const metrics = this.metrics;
     if (!(await sessions.store.isHostDown(host))) await sessions.store.setHostDown(host, true);
     for (const id of await sessions.store.liveIds(host)) {
       const rec = await sessions.store.get(id);
       if (!(await sessions.store.terminate({ id, host }, 'host_down'))) continue;
       await executions.dropSessionData(id).catch(() => undefined);
-      metrics?.sessionsTerminated.inc({ reason: 'host_down' });
-      metrics?.reaperActions.inc({ action: 'host_down' });
+      metrics.sessionsTerminated.inc({ reason: 'host_down' });
+      metrics.reaperActions.inc({ action: 'host_down' });
       logger.warn({ sessionId: id, host, containerId: rec?.containerId }, 'session terminated: its Docker host is down');
     }
   }
@@ -133,7 +134,7 @@ export class HostMonitor {
       redis: this.opts.redis,
       namespace: this.opts.namespace,
       logger,
-      metrics: this.opts.metrics,
+      metrics: this.metrics,
     });
     try {
       const plan = await cleanup.plan({ hosts: [host], graceMs: this.opts.graceMs, kinds: ['orphan_container', 'dead_record'] });
@@ -154,8 +155,4 @@ export class HostMonitor {
     // A container younger than the grace was left alone just now: once it has aged, look again.
     this.followUpAt = followUp ? null : Date.now() + this.opts.graceMs;
   }
-}
-
-function errMsg(err: unknown): string {
-  return (err as Error)?.message ?? String(err);
 }

@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import type { ContainerRuntime } from '../runtime/container-runtime';
 import { deathReason } from '../runtime/death-reason';
 import { Labels, namespaceFilter } from '../runtime/labels';
-import type { Metrics } from '../infra/metrics';
+import { disabledMetrics, type Metrics } from '../infra/metrics';
+import { errMsg } from '../infra/err-msg';
+import { TimerLoop } from '../infra/timer-loop';
 import type { SessionService } from '../sessions/session-service';
 import type { SessionRecord } from '../sessions/session-store';
 
@@ -24,8 +26,8 @@ export interface ReaperOptions {
  * removed from outside ends its session at once instead of on the next call.
  */
 export class Reaper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
+  private readonly loop: TimerLoop;
+  private readonly metrics: Metrics;
   private stopWatch: (() => void) | null = null;
   private stopped = false;
   /** The event stream broke (engine restarted or unreachable): deaths in between went unreported. */
@@ -34,7 +36,10 @@ export class Reaper {
   /** Expired sessions being ended (their archive may take up to its timeout), by id. */
   private readonly ending = new Map<string, Promise<boolean>>();
 
-  constructor(readonly opts: ReaperOptions) {}
+  constructor(readonly opts: ReaperOptions) {
+    this.metrics = opts.metrics ?? disabledMetrics();
+    this.loop = new TimerLoop({ name: 'reaper sweep', run: () => this.sweep(), intervalMs: opts.intervalMs, logger: opts.logger });
+  }
 
   private get runtime(): ContainerRuntime {
     return this.opts.sessions.runtime(this.opts.host);
@@ -42,14 +47,7 @@ export class Reaper {
 
   start() {
     this.stopped = false;
-    const tick = () => {
-      this.running = this.sweep()
-        .catch((err) => this.opts.logger.warn({ err: (err as Error).message }, 'reaper sweep failed'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.opts.intervalMs);
-        });
-    };
-    tick();
+    this.loop.start();
     void this.watch();
   }
 
@@ -89,7 +87,7 @@ export class Reaper {
         if (rec && rec.status !== 'terminated') await this.onContainerDeath(id, rec.containerId);
       }
     } catch (err) {
-      this.opts.logger.warn({ err: (err as Error).message }, 'could not check sessions after the engine came back');
+      this.opts.logger.warn({ err: errMsg(err) }, 'could not check sessions after the engine came back');
       this.watchLost = true;
     }
   }
@@ -101,9 +99,9 @@ export class Reaper {
       if (!rec || rec.status === 'terminated' || rec.containerId !== containerId) return;
       const info = await this.runtime.inspect(containerId);
       if (info?.running) return;
-      if (await this.opts.sessions.terminate(rec, deathReason(info))) this.opts.metrics?.reaperActions.inc({ action: 'dead_container' });
+      if (await this.opts.sessions.terminate(rec, deathReason(info))) this.metrics.reaperActions.inc({ action: 'dead_container' });
     } catch (err) {
-      this.opts.logger.warn({ sessionId, host: this.opts.host, containerId, err: (err as Error).message }, 'could not settle a dead container');
+      this.opts.logger.warn({ sessionId, host: this.opts.host, containerId, err: errMsg(err) }, 'could not settle a dead container');
     }
   }
 
@@ -131,13 +129,13 @@ export class Reaper {
   }
 
   private async expire(rec: SessionRecord, now: number): Promise<boolean> {
-    const { sessions, host, logger, metrics } = this.opts;
+    const { sessions, host, logger } = this.opts;
     try {
       await sessions.terminate(rec, 'expired');
-      metrics?.reaperActions.inc({ action: 'expired' });
+      this.metrics.reaperActions.inc({ action: 'expired' });
       return true;
     } catch (err) {
-      logger.error({ sessionId: rec.id, host, containerId: rec.containerId, err: (err as Error).message }, 'could not reap an expired session; will retry');
+      logger.error({ sessionId: rec.id, host, containerId: rec.containerId, err: errMsg(err) }, 'could not reap an expired session; will retry');
       await sessions.store.touch(rec.id, now - rec.ttlSeconds * 1000).catch(() => undefined);
       return false;
     }
@@ -145,9 +143,8 @@ export class Reaper {
 
   async stop() {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
     this.stopWatch?.();
-    await this.running;
+    await this.loop.stop();
     await this.checking;
     await Promise.all(this.ending.values());
   }

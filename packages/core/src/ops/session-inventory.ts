@@ -4,6 +4,7 @@ import type { ExecutionRecord, ExecutionStore } from '../executions/execution-st
 import { Keys } from '../infra/keys';
 import { Labels, namespaceFilter } from '../runtime/labels';
 import type { SessionRecord, SessionStore } from '../sessions/session-store';
+import { errMsg } from '../infra/err-msg';
 
 /**
  * What an operator sees for one session or one container:
@@ -74,7 +75,6 @@ export interface SessionInventoryOptions {
   namespace: string;
 }
 
-const errMsg = (err: unknown) => (err as Error)?.message ?? String(err);
 
 /** Runs `fn` over `items` with at most `limit` calls in flight, keeping order. */
 export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {

@@ -1,7 +1,6 @@
 import Docker from 'dockerode';
 import { once } from 'node:events';
 import { PassThrough, type Duplex } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   AttachedStream,
   ContainerEvent,
@@ -13,6 +12,8 @@ import type {
   SessionContainerSpec,
 } from './container-runtime';
 import { UnavailableError } from '../errors/errors';
+import { demuxWithBackpressure } from './exec-demux';
+import { poll } from '../infra/poll';
 
 export interface DockerRuntimeOptions {
   hostName: string;
@@ -219,7 +220,7 @@ export class DockerRuntime implements ContainerRuntime {
     }
     const stdout = new PassThrough();
     const stderr = new PassThrough();
-    this.docker.modem.demuxStream(stream, stdout, stderr);
+    demuxWithBackpressure(stream, stdout, stderr);
     stderr.resume();
     stream.on('end', () => stdout.end());
     stream.on('close', () => stdout.end());
@@ -248,7 +249,7 @@ export class DockerRuntime implements ContainerRuntime {
     stderr.on('data', (b: Buffer) => {
       if (errText.length < EXEC_STDERR_KEEP) errText += b.toString('utf8');
     });
-    this.docker.modem.demuxStream(stream, stdout, stderr);
+    demuxWithBackpressure(stream, stdout, stderr);
     const ended = Promise.race([once(stream, 'end'), once(stream, 'close')]).catch(() => undefined);
     stream.on('end', () => stdout.end());
     stream.on('close', () => stdout.end());
@@ -264,13 +265,14 @@ export class DockerRuntime implements ContainerRuntime {
       wait: async () => {
         await ended;
         // The engine may still report it running for a moment after its output ended.
-        for (let i = 0; i < 50; i++) {
-          const info = await exec.inspect().catch(() => null);
-          if (!info) break;
-          if (!info.Running) return { exitCode: info.ExitCode ?? null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
-          await sleep(20);
-        }
-        return { exitCode: null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
+        const info = await poll(
+          async () => {
+            const i = await exec.inspect().catch(() => null);
+            return i === null || !i.Running ? i : undefined;
+          },
+          { tries: 50, delayMs: 20 },
+        );
+        return { exitCode: info?.ExitCode ?? null, stderr: errText.slice(0, EXEC_STDERR_KEEP) };
       },
     };
   }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { AttachedStream, ContainerRuntime } from './container-runtime';
+import { LineSplitter } from './line-splitter';
 
 /** One event from the supervisor in the session container (see images/python-runner/PROTOCOL.md). */
 export interface KernelEvent {
@@ -15,21 +16,27 @@ export class ChannelClosedError extends Error {
   }
 }
 
-const MAX_LINE = 96 * 1024 * 1024;
+/**
+ * Longest line accepted from a container. The supervisor keeps its own events well below it (a figure
+ * is at most MAX_FIGURE_BYTES, sent as base64); anything longer is forged or broken and is dropped
+ * whole, without ending the channel.
+ */
+export const MAX_LINE_BYTES = 8 * 1024 * 1024;
 
 /**
  * The supervisor's stdin/stdout, attached once per container and kept open: a request costs
  * one write and the answer arrives on the same stream, with no process start and no `docker exec`.
  */
 export class KernelChannel extends EventEmitter {
-  private buf = '';
+  private readonly lines = new LineSplitter(MAX_LINE_BYTES, (line) => this.onLine(line));
   private closedErr: Error | null = null;
   private readonly handlers = new Map<string, (e: KernelEvent) => void>();
 
   constructor(private readonly stream: AttachedStream) {
     super();
-    stream.stdout.setEncoding('utf8');
-    stream.stdout.on('data', (chunk: string) => this.onData(chunk));
+    stream.stdout.on('data', (chunk: Buffer) => {
+      if (!this.closedErr) this.lines.push(chunk);
+    });
     stream.stdout.on('end', () => this.fail(new ChannelClosedError()));
     stream.stdout.on('close', () => this.fail(new ChannelClosedError()));
     stream.stdout.on('error', (err: Error) => this.fail(new ChannelClosedError(err.message)));
@@ -40,27 +47,21 @@ export class KernelChannel extends EventEmitter {
     return this.closedErr !== null;
   }
 
-  private onData(chunk: string) {
-    this.buf += chunk;
-    if (this.buf.length > MAX_LINE && this.buf.indexOf('\n') < 0) {
-      this.fail(new ChannelClosedError('the session container sent an oversized frame'));
+  /** Lines dropped for their size (a forged or broken container). */
+  get oversizedLines(): number {
+    return this.lines.oversized;
+  }
+
+  private onLine(raw: Buffer) {
+    let ev: KernelEvent;
+    try {
+      ev = JSON.parse(raw.toString('utf8'));
+    } catch {
       return;
     }
-    let nl: number;
-    while ((nl = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, nl);
-      this.buf = this.buf.slice(nl + 1);
-      if (!line) continue;
-      let ev: KernelEvent;
-      try {
-        ev = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (!ev || typeof ev !== 'object' || typeof ev.ev !== 'string') continue;
-      if (typeof ev.id === 'string') this.handlers.get(ev.id)?.(ev);
-      this.emit('event', ev);
-    }
+    if (!ev || typeof ev !== 'object' || typeof ev.ev !== 'string') return;
+    if (typeof ev.id === 'string') this.handlers.get(ev.id)?.(ev);
+    this.emit('event', ev);
   }
 
   private fail(err: Error) {

@@ -2,3 +2,5 @@ export { sessionLabels } from './session-service';
 export { toApiSession } from './session-store';
 export type { SessionRecord } from './session-store';
 export { PoolEntry, WarmPool, warmClaimer } from './warm-pool';
+export { disabledWarmPool } from './warm-pool-control';
+export type { WarmPoolControl } from './warm-pool-control';

@@ -8,9 +8,10 @@ import type { ExecutionStore } from '../executions/execution-store';
 import type { KeyLimits } from '../auth/key-limits';
 import type { Caller } from '../auth/caller';
 import { Labels } from '../runtime/labels';
-import type { Metrics } from '../infra/metrics';
+import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from '../contract/schemas';
 import type { ListCursor, SessionRecord, SessionStore } from './session-store';
+import { errMsg } from '../infra/err-msg';
 
 export interface SessionServiceOptions {
   store: SessionStore;
@@ -41,6 +42,8 @@ export interface SessionServiceOptions {
 export interface TerminateOptions {
   /** Archive the working directory first so a new session can restore it (`DELETE ?keep=files`). */
   keepFiles?: boolean;
+  /** Delete its executions' records and event logs now, rather than letting them lapse (`DELETE` without `keep=outputs`). */
+  dropOutputs?: boolean;
   /** A throwaway session (drop-ins): its record and executions go at once, no tombstone is kept. */
   forget?: boolean;
 }
@@ -67,7 +70,12 @@ const sameLimits = (a: Limits, b: Limits) =>
 
 /** Where a session is born and where it dies: container and record always move together. */
 export class SessionService {
-  constructor(readonly opts: SessionServiceOptions) {}
+  /** The process's metrics, or counters nobody reads when none were given. */
+  private readonly metrics: Metrics;
+
+  constructor(readonly opts: SessionServiceOptions) {
+    this.metrics = opts.metrics ?? disabledMetrics();
+  }
 
   get store() {
     return this.opts.store;
@@ -212,10 +220,10 @@ export class SessionService {
       await this.opts.store.create(rec);
     } catch (err) {
       await runtime.remove(containerId).catch(() => undefined);
-      throw new UnavailableError('store_unavailable', `could not record the session: ${(err as Error).message}`);
+      throw new UnavailableError('store_unavailable', `could not record the session: ${errMsg(err)}`);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.opts.metrics?.sessionCreateSeconds.observe({ host, warm: warm ? 'true' : 'false' }, seconds);
+    this.metrics.sessionCreateSeconds.observe({ host, warm: warm ? 'true' : 'false' }, seconds);
     this.opts.logger.info({ sessionId: id, host, containerId, warm: !!warm }, 'session created');
     return rec;
   }
@@ -288,19 +296,17 @@ export class SessionService {
     const started = process.hrtime.bigint();
     if (this.opts.beforeTerminate) {
       await this.opts.beforeTerminate(rec, reason, opts).catch((err) =>
-        this.opts.logger.warn({ sessionId: rec.id, host: rec.host, containerId: rec.containerId, err: (err as Error).message }, 'before-terminate hook failed'),
+        this.opts.logger.warn({ sessionId: rec.id, host: rec.host, containerId: rec.containerId, err: errMsg(err) }, 'before-terminate hook failed'),
       );
     }
     await this.runtime(rec.host).remove(rec.containerId);
     const changed = await this.opts.store.terminate(rec, reason);
     await this.opts.executions.dropSessionData(rec.id);
-    if (opts.forget) {
-      await this.opts.executions.dropSessionExecutions(rec.id);
-      await this.opts.store.forget(rec);
-    }
-    this.opts.metrics?.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (opts.dropOutputs || opts.forget) await this.opts.executions.dropSessionOutputs(rec.id);
+    if (opts.forget) await this.opts.store.forget(rec);
+    this.metrics.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
     if (changed) {
-      this.opts.metrics?.sessionsTerminated.inc({ reason });
+      this.metrics.sessionsTerminated.inc({ reason });
       this.opts.logger.info({ sessionId: rec.id, host: rec.host, containerId: rec.containerId, reason }, 'session terminated');
     }
     return changed;

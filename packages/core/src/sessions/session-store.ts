@@ -212,7 +212,7 @@ export class SessionStore {
     const k = this.keys;
     await this.redis
       .multi()
-      .del(k.session(rec.id), k.sessionExecutions(rec.id), k.sessionFigures(rec.id))
+      .del(k.session(rec.id), k.sessionExecutions(rec.id), k.sessionFigures(rec.id), k.sessionFigureBytes(rec.id))
       .zrem(k.sessions(), rec.id)
       .zrem(k.expiry(), rec.id)
       .srem(k.hostSessions(rec.host), rec.id)

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { cpus } from 'node:os';
 import { v4 as uuidv4 } from 'uuid';
 import type { Redis } from 'ioredis';
@@ -8,10 +7,17 @@ import type { ContainerRuntime } from '../runtime/container-runtime';
 import { KernelChannel, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
 import { Keys } from '../infra/keys';
 import { Labels, namespaceFilter } from '../runtime/labels';
-import type { Metrics } from '../infra/metrics';
+import { disabledMetrics, type Metrics } from '../infra/metrics';
+import { errMsg } from '../infra/err-msg';
+import { TimerLoop } from '../infra/timer-loop';
+import { backoff, poll } from '../infra/poll';
 import { DEFAULT_LIMITS } from '../contract/schemas';
 import { sessionContainerName, sessionLabels } from './session-service';
+import type { WarmPoolControl } from './warm-pool-control';
 import { withTimeout } from '../infra/timers';
+
+/** After n failures in a row: 0.5 s, 1 s, 2 s, … up to 30 s. */
+const failureBackoff = backoff(250, 30_000);
 
 /** One element of the pool list `Keys.pool(host)`. */
 export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });
@@ -66,8 +72,6 @@ if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 return 1`;
 
-const errMsg = (err: unknown) => (err as Error)?.message ?? String(err);
-
 /**
  * Containers started ahead of demand for the default limits, on one Docker host. Each is made
  * exactly like a session container (name, labels, limits, runtime) under a session id chosen in
@@ -75,15 +79,15 @@ const errMsg = (err: unknown) => (err as Error)?.message ?? String(err);
  * Whoever takes an entry off the list (LPOP by a claim, LREM here) owns its container: a claimed
  * one becomes that session's for good; one taken back here is removed. Nothing is ever reused.
  */
-export class WarmPool {
+export class WarmPool implements WarmPoolControl {
   readonly settings: z.output<typeof WarmPoolSettings>;
   readonly keys: Keys;
   private readonly listKey: string;
   private readonly fillingKey: string;
   private readonly inFlight = new Set<Promise<void>>();
-  private timer: NodeJS.Timeout | null = null;
+  private readonly loop: TimerLoop;
+  private readonly metrics: Metrics;
   private lastCheck = 0;
-  private ticking: Promise<void> | null = null;
   private stopped = true;
   /** Consecutive failures (of a tick or a creation): refills back off instead of hammering a sick engine or Redis. */
   private failures = 0;
@@ -94,6 +98,14 @@ export class WarmPool {
     this.keys = new Keys(opts.namespace);
     this.listKey = this.keys.pool(opts.runtime.hostName);
     this.fillingKey = this.keys.poolFilling(opts.runtime.hostName);
+    this.metrics = opts.metrics ?? disabledMetrics();
+    this.loop = new TimerLoop({
+      name: 'warm pool tick',
+      run: () => this.tick(),
+      intervalMs: () => Math.max(this.settings.refillIntervalMs, this.backoffUntil - Date.now()),
+      logger: opts.logger,
+      onError: (err) => this.failed(err, 'warm pool tick failed'),
+    });
   }
 
   get host() {
@@ -104,15 +116,7 @@ export class WarmPool {
     if (this.settings.size === 0 || !this.stopped) return;
     this.stopped = false;
     this.opts.logger.info({ host: this.host, size: this.settings.size, maxAgeMs: this.settings.maxAgeMs }, 'warm pool started');
-    const loop = () => {
-      this.ticking = this.tick()
-        .catch((err) => this.failed(err, 'warm pool tick failed'))
-        .finally(() => {
-          this.ticking = null;
-          if (!this.stopped) this.timer = setTimeout(loop, Math.max(this.settings.refillIntervalMs, this.backoffUntil - Date.now()));
-        });
-    };
-    loop();
+    this.loop.start();
   }
 
   /** Entries listed now (parsed; malformed ones are skipped). */
@@ -151,12 +155,12 @@ export class WarmPool {
         .finally(() => this.inFlight.delete(p));
       this.inFlight.add(p);
     }
-    this.opts.metrics?.poolSize.set({ host: this.host }, await this.opts.redis.llen(this.listKey));
+    this.metrics.poolSize.set({ host: this.host }, await this.opts.redis.llen(this.listKey));
   }
 
   private failed(err: unknown, what: string) {
     this.failures++;
-    const waitMs = Math.min(30_000, 250 * 2 ** Math.min(this.failures, 7));
+    const waitMs = failureBackoff(this.failures);
     this.backoffUntil = Date.now() + waitMs;
     this.opts.logger.warn({ host: this.host, err: errMsg(err), failures: this.failures, retryInMs: waitMs }, what);
   }
@@ -193,17 +197,18 @@ export class WarmPool {
     const own = !this.opts.channels;
     const channel = this.opts.channels ? await this.opts.channels.get(containerId) : new KernelChannel(await this.opts.runtime.attach(containerId));
     try {
-      for (let i = 0; ; i++) {
-        if (this.stopped) throw new Error('the pool stopped');
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`the kernel was not ready within ${this.settings.readyTimeoutMs} ms`);
-        const pong = await channel.request<KernelEvent>(
-          { op: 'ping', id: `pool-${uuidv4()}` },
-          { isLast: (e) => e.ev === 'pong' || e.ev === 'error', timeoutMs: Math.min(left, 10_000) },
-        );
-        if (pong.ev === 'pong' && pong.ready === true) return;
-        await sleep(Math.min(100, 20 * (i + 1)));
-      }
+      const ready = await poll(
+        async () => {
+          if (this.stopped) throw new Error('the pool stopped');
+          const pong = await channel.request<KernelEvent>(
+            { op: 'ping', id: `pool-${uuidv4()}` },
+            { isLast: (e) => e.ev === 'pong' || e.ev === 'error', timeoutMs: Math.max(1, Math.min(deadline - Date.now(), 10_000)) },
+          );
+          return pong.ev === 'pong' && pong.ready === true ? true : undefined;
+        },
+        { delayMs: (i) => Math.min(100, 20 * (i + 1)), timeoutMs: this.settings.readyTimeoutMs },
+      );
+      if (!ready) throw new Error(`the kernel was not ready within ${this.settings.readyTimeoutMs} ms`);
     } finally {
       if (own) channel.close();
     }
@@ -243,8 +248,7 @@ export class WarmPool {
   async stop(opts: { drain?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.ticking;
+    await this.loop.stop();
     // A creation that outlives this wait still removes its own container when it sees the stop.
     await withTimeout(Promise.allSettled([...this.inFlight]), 15_000).catch(() => undefined);
     if (opts.drain === false) return;
@@ -254,7 +258,7 @@ export class WarmPool {
       const parsed = PoolEntry.safeParse(safeJson(raw));
       if (parsed.success) await this.discard(parsed.data.containerId);
     }
-    this.opts.metrics?.poolSize.set({ host: this.host }, 0);
+    this.metrics.poolSize.set({ host: this.host }, 0);
   }
 }
 

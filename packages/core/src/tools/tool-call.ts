@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Execution } from '../contract/schemas';
+import { errMsg } from '../infra/err-msg';
 
 /**
  * The `execute_python` LLM tool, independent of HTTP: its definition for OpenAI and Anthropic
@@ -143,7 +144,7 @@ export function parseToolCall(body: unknown, toolName = TOOL_NAME): ParsedToolCa
       } catch (err) {
         return fail(
           'malformed_arguments',
-          `The arguments are not valid JSON (${(err as Error).message}). Call ${toolName} again with a JSON object like ${EXAMPLE}: the code is one JSON string, with newlines written as \\n and double quotes as \\".`,
+          `The arguments are not valid JSON (${errMsg(err)}). Call ${toolName} again with a JSON object like ${EXAMPLE}: the code is one JSON string, with newlines written as \\n and double quotes as \\".`,
         );
       }
     }
