@@ -78,7 +78,7 @@ describe('fair share (issue 14)', () => {
       expect((await execution(sys.http, hog.id, first.body.id)).status).toBe('running');
       expect((await execution(sys.http, hog.id, queued[0])).status).toBe('queued');
       // ending the hog ends what it had queued, in order, without running it
-      expect((await sys.http.delete(`/v1/sessions/${hog.id}`)).status).toBe(204);
+      expect((await sys.http.delete(`/v1/sessions/${hog.id}?keep=outputs`)).status).toBe(204);
       const last = await waitFor(async () => {
         const e = await execution(sys.http, hog.id, queued.at(-1)!);
         return e.status !== 'queued' && e;
