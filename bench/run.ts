@@ -9,6 +9,7 @@ import Table from 'cli-table3';
 import IORedis from 'ioredis';
 import { Queue, Worker } from 'bullmq';
 import { DockerRuntime, KernelChannel, Keys } from '@sessionbox/core';
+import { fairShareRow, runFairShare, type FairShareResult } from './fair-share';
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
 import { benchDifySandbox, difyReportLines, type DifyBenchResult } from './dify-sandbox';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
@@ -19,7 +20,7 @@ import { readFileSync } from 'node:fs';
 import { fmtBytes, fmtMs, round, sleep, speedup, summarize, timed, type Summary } from './stats';
 import { REDIS_URL, ROOT, cleanupNamespace, docker, startBenchSystem, type BenchSystem, type Mode } from './system';
 
-const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'print', 'plot', 'jupyter', 'profile', 'ttl', 'sustained', 'memory', 'floor'] as const;
+const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'print', 'plot', 'jupyter', 'profile', 'ttl', 'sustained', 'memory', 'floor', 'fairshare'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const PLOT_CODE = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
@@ -74,6 +75,7 @@ interface Results {
   };
   floor?: { name: string; workingSetBytes: number; rssBytes: number }[];
   dify?: DifyBenchResult;
+  fairShare?: FairShareResult;
   cpuProfiles?: ProfileSummary[];
   errors: string[];
 }
@@ -332,6 +334,8 @@ async function main() {
       ch.close();
       res.profile = profile;
     }
+
+    if (want('fairshare')) res.fairShare = await runFairShare(http(), { quick: q, log });
 
     if (want('ttl')) {
       log(`TTL precision: ${n.ttl} sessions with ttlSeconds 10, idle until the reaper removes them`);
@@ -657,6 +661,7 @@ function rows(r: Results): Row[] {
       target: '≤ 5 s',
       met: r.ttl.goneAfterExpiry.max <= 5000,
     });
+  if (r.fairShare) out.push(fairShareRow(r.fairShare));
   return out;
 }
 

@@ -297,24 +297,15 @@ describe('dify-sandbox drop-in, driven the way Dify drives it', () => {
     await expectNoContainerLeft();
   });
 
-  test('a run leaves no 24 h record: its session and execution records lapse within 30 s', async () => {
-    await executeWorkflowCodeTemplate('python3', 'def main() -> dict:\n    return {"a": 1}', {});
+  test('a run leaves no record: no session, execution or event log key outlives the call', async () => {
     const redis = new Redis(REDIS_URL);
     try {
       const prefix = `sb:${sys.config.namespace}:`;
-      const ids = (await redis.zrange(`${prefix}sessions`, 0, -1)).filter(Boolean);
-      const recs = await Promise.all(ids.map(async (id) => ({ id, via: await redis.hget(`${prefix}session:${id}`, 'metadata') })));
-      const ran = recs.filter((r) => r.via?.includes('"via":"dify-sandbox"'));
-      expect(ran.length).toBeGreaterThan(0);
-      for (const { id } of ran) {
-        const ttl = await redis.pttl(`${prefix}session:${id}`);
-        // -2: already gone; otherwise a short expiry, never the 24 h tombstone
-        expect(ttl === -2 || (ttl > 0 && ttl <= 30_000)).toBe(true);
-        for (const exec of await redis.lrange(`${prefix}session:${id}:execs`, 0, -1)) {
-          const t = await redis.pttl(`${prefix}exec:${exec}`);
-          expect(t === -2 || (t > 0 && t <= 30_000)).toBe(true);
-        }
-      }
+      const before = new Set(await redis.keys(`${prefix}*`));
+      await expect(executeWorkflowCodeTemplate('python3', 'def main() -> dict:\n    return {"a": 1}', {})).resolves.toEqual({ a: 1 });
+      const added = (await redis.keys(`${prefix}*`)).filter((k) => !before.has(k));
+      // What a throwaway run may leave is the key's own counters, never a session or an execution.
+      expect(added.filter((k) => /:(session|exec|fig):/.test(k))).toEqual([]);
     } finally {
       redis.disconnect();
     }

@@ -77,6 +77,8 @@ export interface ContainerRuntime {
   /** Runs `cmd` beside the supervisor, as a uid other than the session's (which user code runs as); never through the supervisor's attached stream. */
   exec(id: string, opts: ExecOptions): Promise<ExecProcess>;
   usage(id: string): Promise<ContainerUsage | null>;
+  /** The engine's memory (MemTotal), in bytes. */
+  memoryBytes(): Promise<number>;
   /** Calls `onEvent` for die/destroy/oom of containers matching the filters; returns a stop function. */
   watch(labelFilters: string[], onEvent: (e: ContainerEvent) => void, onError: (err: Error) => void): Promise<() => void>;
 }
