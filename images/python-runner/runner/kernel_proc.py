@@ -31,6 +31,8 @@ class Kernel:
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip(child_ends, (1, 2, 3, 4))]
         env = dict(os.environ)
+        # The supervisor's own settings are not user code's business (the kernel's env is what it sees).
+        env.pop("SESSIONBOX_KERNEL_MEMORY_BYTES", None)
         env.setdefault("MPLBACKEND", "Agg")
         # BLAS pools start one thread per CPU; in a pids-limited container that budget matters.
         threads = str(min(len(os.sched_getaffinity(0)), 4))
