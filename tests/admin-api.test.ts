@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { runAdminCli, type CliResult } from './helpers/admin-cli';
 import { Http, startSystem, type TestSystem } from './helpers/system';
 
 /**
  * The `/v1/admin/…` routes, and the admin CLI using them (`--url`, SESSIONBOX_URL), against a real
  * api + worker, real Docker and Redis.
  */
-const ROOT = join(__dirname, '..');
 const ALICE = 'admin-api-alice-key-0123456789';
 const ADMIN = 'admin-api-admin-key-0123456789';
 
@@ -14,21 +12,9 @@ let sys: TestSystem;
 let alice: Http;
 let admin: Http;
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/sessionbox-admin.cjs'), ...args], {
-      cwd: ROOT,
-      // No Redis URL on purpose: with --url the CLI talks to the API only.
-      env: { ...process.env, SESSIONBOX_REDIS_URL: 'redis://127.0.0.1:1', SESSIONBOX_URL: sys.url, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  // No Redis URL on purpose: with --url the CLI talks to the API only.
+  return runAdminCli(args, { SESSIONBOX_REDIS_URL: 'redis://127.0.0.1:1', SESSIONBOX_URL: sys.url, ...env });
 }
 
 beforeAll(async () => {
