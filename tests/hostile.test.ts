@@ -9,6 +9,7 @@ import { statfsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { DockerRuntime, FILEOPS_CMD } from '@sessionbox/core';
 import { describeContainers, docker, namespaceContainers, startSystem, type TestSystem } from './helpers/system';
+import { probes } from './helpers/probes';
 
 type Runtime = 'runc' | 'runsc';
 
@@ -84,20 +85,7 @@ function describeRuntime(runtime: Runtime) {
     let bystanderCount = 0;
     let victim: string;
 
-    const exec = async (sid: string, code: string, timeoutMs?: number) =>
-      sys.http.post(`/v1/sessions/${sid}/executions?wait=true`, { code, ...(timeoutMs ? { timeoutMs } : {}) });
-    const run = async (sid: string, code: string, timeoutMs?: number) => {
-      const r = await exec(sid, code, timeoutMs);
-      if (r.status !== 200) throw new Error(`execute: ${r.status} ${JSON.stringify(r.body)}`);
-      return r.body as any;
-    };
-    /** Runs its code and returns the trailing expression's value, parsed as JSON. */
-    const value = async (sid: string, code: string, timeoutMs?: number) => {
-      const r = await run(sid, `import json as _json\n${code}\n_json.dumps(_result)`, timeoutMs);
-      if (r.status !== 'succeeded') throw new Error(`probe failed: ${JSON.stringify(r.error ?? r)}`);
-      // The result is the repr of an ASCII JSON string: only \\ and \' are escaped in it.
-      return JSON.parse((r.result as string).slice(1, -1).replace(/\\(.)/g, '$1'));
-    };
+    const { exec, run, value } = probes(() => sys);
     /** Another user's session: state kept, answers right, every time. */
     const bystanderAnswers = async () => {
       const r = await run(bystander, 'n += 1\nn * 1000');
