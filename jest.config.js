@@ -11,8 +11,4 @@ module.exports = {
   },
   testTimeout: 120000,
   maxWorkers: 1,
-  // Every test file closes what it opened and exits on its own when run alone. The whole suite in
-  // one process still kept a handle open after its last test (not found yet; no file shows it on
-  // its own), so jest is told to exit: it then prints "Force exiting Jest" instead of hanging CI.
-  forceExit: true,
 };

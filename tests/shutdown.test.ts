@@ -152,10 +152,34 @@ describe('shutdown: close() is idempotent and isolates each step', () => {
     }
   });
 
+  test('a reaper stopped before the engine answered its subscription leaves no event stream open', async () => {
+    const config = testConfig();
+    // The reaper subscribes to the engine's events in the background; a stop() that comes before
+    // the engine answers must still end that stream, or its socket keeps the process alive.
+    const eventStreams = () =>
+      (process as unknown as { _getActiveHandles(): { _httpMessage?: { path?: string } }[] })
+        ._getActiveHandles()
+        .filter((h) => h._httpMessage?.path?.startsWith('/events') && h._httpMessage.path.includes(config.namespace));
+    const worker = await startWorker(config);
+    try {
+      await worker.reaper.stop();
+      for (let i = 0; i < 3; i++) {
+        worker.reaper.start();
+        await worker.reaper.stop();
+      }
+      await worker.close();
+      expect(eventStreams()).toHaveLength(0);
+    } finally {
+      await worker.close();
+      await removeNamespace(config.namespace);
+    }
+  });
+
   test('a worker step that throws is logged and the later steps still close', async () => {
     const config = testConfig();
     const { logger, lines } = captureLogger();
     const worker = await startWorker(config, { logger });
+    const realStop = worker.monitor.stop.bind(worker.monitor);
     worker.monitor.stop = async () => {
       throw new Error('monitor broke');
     };
@@ -167,6 +191,8 @@ describe('shutdown: close() is idempotent and isolates each step', () => {
       expect(worker.worker.isRunning()).toBe(false);
       await expect(worker.core.redis.ping()).rejects.toThrow(/Connection is closed/);
     } finally {
+      // The broken step left the real monitor running; stop it so that nothing outlives the test.
+      await realStop();
       await removeNamespace(config.namespace);
     }
   });
@@ -175,6 +201,7 @@ describe('shutdown: close() is idempotent and isolates each step', () => {
     const config = testConfig();
     const { logger, lines } = captureLogger();
     const api = await startApi(config, { logger });
+    const realClose = api.ctx.queues.close.bind(api.ctx.queues);
     api.ctx.queues.close = async () => {
       throw new Error('queues broke');
     };
@@ -184,6 +211,8 @@ describe('shutdown: close() is idempotent and isolates each step', () => {
       expect(api.server.listening).toBe(false);
       await expect(api.ctx.core.redis.ping()).rejects.toThrow(/Connection is closed/);
     } finally {
+      // The broken step left the real queues open; close them so that nothing outlives the test.
+      await realClose();
       await removeNamespace(config.namespace);
     }
   });

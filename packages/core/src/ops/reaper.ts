@@ -6,6 +6,7 @@ import { Labels, namespaceFilter } from '../runtime/labels';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { errMsg } from '../infra/err-msg';
 import { TimerLoop } from '../infra/timer-loop';
+import { withTimeout } from '../infra/timers';
 import type { SessionService } from '../sessions/session-service';
 import type { SessionRecord } from '../sessions/session-store';
 
@@ -29,6 +30,9 @@ export class Reaper {
   private readonly loop: TimerLoop;
   private readonly metrics: Metrics;
   private stopWatch: (() => void) | null = null;
+  /** The subscription under way: a stop() during it must still end the stream it yields. */
+  private watching: Promise<void> | null = null;
+  private rewatch: NodeJS.Timeout | null = null;
   private stopped = false;
   /** The event stream broke (engine restarted or unreachable): deaths in between went unreported. */
   private watchLost = false;
@@ -48,13 +52,19 @@ export class Reaper {
   start() {
     this.stopped = false;
     this.loop.start();
-    void this.watch();
+    this.watching = this.watch();
+  }
+
+  private retryWatch() {
+    this.watchLost = true;
+    if (!this.stopped) this.rewatch = setTimeout(() => (this.watching = this.watch()), 2000);
   }
 
   private async watch() {
+    this.rewatch = null;
     if (this.stopped) return;
     try {
-      this.stopWatch = await this.runtime.watch(
+      const stopWatch = await this.runtime.watch(
         namespaceFilter(this.opts.namespace),
         (e) => {
           if (e.action !== 'die' && e.action !== 'destroy') return;
@@ -63,17 +73,17 @@ export class Reaper {
         },
         () => {
           this.stopWatch = null;
-          this.watchLost = true;
-          if (!this.stopped) setTimeout(() => void this.watch(), 2000);
+          this.retryWatch();
         },
       );
+      if (this.stopped) return stopWatch();
+      this.stopWatch = stopWatch;
       if (this.watchLost) {
         this.watchLost = false;
         this.checking = this.checkLive();
       }
     } catch {
-      this.watchLost = true;
-      if (!this.stopped) setTimeout(() => void this.watch(), 2000);
+      this.retryWatch();
     }
   }
 
@@ -143,7 +153,10 @@ export class Reaper {
 
   async stop() {
     this.stopped = true;
+    if (this.rewatch) clearTimeout(this.rewatch);
     this.stopWatch?.();
+    // A hung engine must not hold the shutdown: the subscription gets a few seconds to settle.
+    await withTimeout(this.watching ?? Promise.resolve(), 5000, 'event subscription').catch(() => undefined);
     await this.loop.stop();
     await this.checking;
     await Promise.all(this.ending.values());
