@@ -71,6 +71,11 @@ export function createCore(
         maxQueuedExecutions: config.keyMaxQueuedExecutions,
         maxMemoryMb: config.keyMaxMemoryMb,
         maxCpus: config.keyMaxCpus,
+        maxFigureBytes: config.keyMaxFigureBytes,
+        maxArchives: config.keyMaxArchives,
+        maxArchiveBytes: config.keyMaxArchiveBytes,
+        archiveSeconds: config.archiveSeconds,
+        maxConnections: config.keyMaxConnections,
       },
       logger: deps.logger,
       executionState: async (id) => {

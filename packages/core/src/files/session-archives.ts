@@ -8,6 +8,7 @@ import type { Caller } from '../auth/caller';
 import type { CreateSessionBody, Limits } from '../contract/schemas';
 import { FileTooLargeError, NotFoundError, SessionboxError } from '../errors/errors';
 import { Keys } from '../infra/keys';
+import { errMsg } from '../infra/err-msg';
 import type { Metrics } from '../infra/metrics';
 import type { KernelEvent } from '../runtime/kernel-channel';
 import type { SessionService, TerminateOptions } from '../sessions/session-service';
@@ -115,8 +116,13 @@ export class SessionArchives {
     }
     const data = Buffer.concat(parts);
     if (data.length !== Number(done.size)) throw new Error(`archive of ${rec.id}: got ${data.length} of ${done.size} bytes`);
+    const limits = this.opts.sessions.opts.limits;
+    const keyBytes = limits?.budget(rec.owner, 'maxArchiveBytes') ?? -1;
+    if (keyBytes >= 0 && data.length > keyBytes) {
+      throw new FileTooLargeError('archive_too_large', `the working directory (${data.length} bytes packed) is over this API key's archive budget of ${keyBytes} bytes`);
+    }
     const createdAt = Date.now();
-    const expiresAt = createdAt + this.opts.archiveSeconds * 1000;
+    const expiresAt = createdAt + (limits?.limitsFor(rec.owner).archiveSeconds ?? this.opts.archiveSeconds) * 1000;
     const file = `${rec.id}.${expiresAt}.tar.gz`;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = join(this.dir, `${file}.tmp`);
@@ -137,8 +143,43 @@ export class SessionArchives {
     };
     await this.opts.redis.set(this.keys.archive(rec.id), JSON.stringify(info), 'PXAT', expiresAt);
     this.archives.inc({ outcome: 'created' });
+    await this.keepWithinKeyBudget(info).catch((err) =>
+      this.opts.logger.warn({ owner: rec.owner, err: errMsg(err) }, 'could not apply the key archive budget'),
+    );
     this.opts.logger.info({ sessionId: rec.id, bytes: data.length, files: info.files, expiresAt: new Date(expiresAt).toISOString() }, 'session files archived');
     return info;
+  }
+
+  /**
+   * Counts a new archive against its key's count and byte budgets, then deletes that key's oldest
+   * archives until it is within both again (the newest is kept: it is what the user just asked for).
+   */
+  private async keepWithinKeyBudget(info: ArchiveInfo): Promise<void> {
+    const limits = this.opts.sessions.opts.limits;
+    if (!limits || info.owner === '*') return;
+    const [maxCount, maxBytes] = [limits.budget(info.owner, 'maxArchives'), limits.budget(info.owner, 'maxArchiveBytes')];
+    const listKey = this.keys.ownerArchives(info.owner);
+    const redis = this.opts.redis;
+    await redis.zadd(listKey, info.createdAt, info.sessionId);
+    if (maxCount < 0 && maxBytes < 0) return;
+    const ids = await redis.zrange(listKey, 0, -1);
+    const infos = await Promise.all(ids.map((id) => this.archiveInfo(id)));
+    // Archives that lapsed (or were swept) leave the key's lists here.
+    const live = ids.flatMap((id, i) => (infos[i] && infos[i]!.expiresAt > Date.now() ? [infos[i]!] : []));
+    const gone = ids.filter((id) => !live.some((a) => a.sessionId === id));
+    let [count, bytes] = [live.length, live.reduce((n, a) => n + a.size, 0)];
+    for (const old of live) {
+      if (old.sessionId === info.sessionId) continue;
+      if ((maxCount < 0 || count <= maxCount) && (maxBytes < 0 || bytes <= maxBytes)) break;
+      await unlink(join(this.dir, old.file)).catch(() => undefined);
+      await redis.del(this.keys.archive(old.sessionId));
+      gone.push(old.sessionId);
+      count--;
+      bytes -= old.size;
+      this.archives.inc({ outcome: 'evicted' });
+      this.opts.logger.info({ sessionId: old.sessionId, owner: info.owner, maxCount, maxBytes }, 'archive evicted: its API key is over its archive budget');
+    }
+    if (gone.length) await redis.zrem(listKey, ...gone);
   }
 
   /**
