@@ -42,6 +42,8 @@ export class ExecutionService {
     await this.opts.sessions.opts.limits?.countExecution(caller);
     const seq = await this.opts.sessions.store.nextSeq(sessionId);
     const rec = newExecutionRecord({ id: uuidv4(), sessionId, seq, code: body.code, timeoutMs });
+    const wokeNotes = await this.opts.sessions.store.takeWakeNotes(sessionId);
+    if (wokeNotes) Object.assign(rec, { restored: true, notes: [...wokeNotes] });
     // The record and the session's touch (its idle TTL starts over) in one transaction.
     const m = this.opts.executions.multi();
     this.opts.executions.queueCreate(m, rec);

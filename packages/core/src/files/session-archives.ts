@@ -76,7 +76,7 @@ export class SessionArchives {
   /** For `SessionService`'s `beforeTerminate`: archive on expiry, or on delete with keep=files. */
   async beforeTerminate(rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions = {}): Promise<void> {
     if (reason !== 'expired' && !opts.keepFiles) return;
-    if (rec.status === 'terminated') return;
+    if (rec.status === 'terminated' || rec.status === 'hibernated') return;
     try {
       await this.archive(rec, reason);
     } catch (err) {
@@ -102,7 +102,7 @@ export class SessionArchives {
   }
 
   /** Copies the working directory out of a live container into `<archiveDir>/<namespace>/`. */
-  async archive(rec: SessionRecord, reason: TerminationReason): Promise<ArchiveInfo> {
+  async archive(rec: SessionRecord, reason: TerminationReason, keepUntil?: number): Promise<ArchiveInfo> {
     const parts: Buffer[] = [];
     let done: KernelEvent;
     try {
@@ -116,7 +116,7 @@ export class SessionArchives {
     const data = Buffer.concat(parts);
     if (data.length !== Number(done.size)) throw new Error(`archive of ${rec.id}: got ${data.length} of ${done.size} bytes`);
     const createdAt = Date.now();
-    const expiresAt = createdAt + this.opts.archiveSeconds * 1000;
+    const expiresAt = keepUntil ?? createdAt + this.opts.archiveSeconds * 1000;
     const file = `${rec.id}.${expiresAt}.tar.gz`;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = join(this.dir, `${file}.tmp`);
@@ -164,13 +164,7 @@ export class SessionArchives {
       }
       throw new NotFoundError('archive', fromId);
     }
-    let data: Buffer;
-    try {
-      if (info.expiresAt <= Date.now()) throw new Error('lapsed');
-      data = await readFile(join(this.dir, info.file));
-    } catch {
-      throw new SessionboxError('archive_expired', `the archive of session ${fromId} has lapsed`, 410);
-    }
+    const data = await this.archiveBytes(info);
     // The new session keeps the old one's TTL, limits and metadata unless the request sets them.
     const { restoreFrom: _, ...rest } = body;
     const wanted: CreateSessionBody = {
@@ -192,6 +186,16 @@ export class SessionArchives {
     this.archives.inc({ outcome: 'restored' });
     this.opts.logger.info({ sessionId: session.id, restoredFrom: fromId, files: info.files }, 'session restored from archive');
     return { session, files: info.files, archiveBytes: info.size };
+  }
+
+  /** The archive file's bytes; 410 once it lapsed. */
+  async archiveBytes(info: ArchiveInfo): Promise<Buffer> {
+    try {
+      if (info.expiresAt <= Date.now()) throw new Error('lapsed');
+      return await readFile(join(this.dir, info.file));
+    } catch {
+      throw new SessionboxError('archive_expired', `the archive of session ${info.sessionId} has lapsed`, 410);
+    }
   }
 
   /** Deletes archives past their time (and temp files a crash left); returns how many files went. */

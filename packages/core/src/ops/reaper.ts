@@ -92,7 +92,7 @@ export class Reaper {
     if (this.stopped) return; // a death seen just before stop(): the next worker's reconcile settles it
     try {
       const rec = await this.opts.sessions.store.get(sessionId);
-      if (!rec || rec.status === 'terminated' || rec.containerId !== containerId) return;
+      if (!rec || rec.status === 'terminated' || rec.status === 'hibernated' || rec.containerId !== containerId) return;
       const info = await this.runtime.inspect(containerId);
       if (info?.running) return;
       if (await this.opts.sessions.terminate(rec, deathReason(info))) this.metrics.reaperActions.inc({ action: 'dead_container' });
@@ -112,9 +112,9 @@ export class Reaper {
       if (rec && rec.host !== host) continue;
       if (!(await sessions.store.claimExpired(id, now)) || !rec) continue;
       try {
-        await sessions.terminate(rec, 'expired');
+        const action = await sessions.idleOut(rec);
         reaped++;
-        metrics.reaperActions.inc({ action: 'expired' });
+        metrics.reaperActions.inc({ action });
       } catch (err) {
         logger.error({ sessionId: id, host, containerId: rec.containerId, err: errMsg(err) }, 'could not reap an expired session; will retry');
         await sessions.store.touch(id, now - rec.ttlSeconds * 1000).catch(() => undefined);

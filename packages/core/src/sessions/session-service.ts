@@ -8,7 +8,7 @@ import type { KeyLimits } from '../auth/key-limits';
 import type { Caller } from '../auth/caller';
 import { Labels } from '../runtime/labels';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
-import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from '../contract/schemas';
+import { DEFAULT_LIMITS, type CreateSessionBody, type Limits, type OnIdle } from '../contract/schemas';
 import type { SessionRecord, SessionStore } from './session-store';
 import { errMsg } from '../infra/err-msg';
 
@@ -30,6 +30,12 @@ export interface SessionServiceOptions {
   beforeTerminate?: (rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions) => Promise<void>;
   /** Extra fields for the 410 of a terminated session, e.g. that its files can still be restored. */
   goneDetails?: (rec: SessionRecord) => Promise<Record<string, unknown> | null>;
+  /** What a session does at its idle TTL unless its create request says (default "destroy"). */
+  onIdle?: OnIdle;
+  /** Hibernation (issue 17): saves a session's state and files, then removes its container. */
+  hibernate?: (rec: SessionRecord) => Promise<void>;
+  /** Makes a hibernated session live again (new container, same id); returns the live record. */
+  wake?: (rec: SessionRecord) => Promise<SessionRecord>;
   /** Per-API-key caps (live sessions here, executions per minute in ExecutionService.submit). */
   limits?: KeyLimits;
 }
@@ -164,6 +170,7 @@ export class SessionService {
       terminatedAt: null,
       terminationReason: null,
       restoredFrom: extra.restoredFrom ?? null,
+      onIdle: body.onIdle ?? this.opts.onIdle ?? 'destroy',
     };
     try {
       await this.opts.store.create(rec);
@@ -184,10 +191,15 @@ export class SessionService {
     return rec;
   }
 
-  /** A live session (410 once terminated); touching it moves its expiry. */
-  async getLive(id: string, caller: Caller, touch = true): Promise<SessionRecord> {
-    const rec = await this.find(id, caller);
+  /** A live session (410 once terminated; a hibernated one wakes unless `wake` is false); touching it moves its expiry. */
+  async getLive(id: string, caller: Caller, touch = true, wake = true): Promise<SessionRecord> {
+    let rec = await this.find(id, caller);
     if (rec.status === 'terminated') throw await this.gone(rec);
+    if (rec.status === 'hibernated') {
+      if (!wake) return rec;
+      if (!this.opts.wake) throw new UnavailableError('wake_unavailable', `session ${id} is hibernated and this process cannot wake it`);
+      rec = await this.opts.wake(rec);
+    }
     if (touch && (await this.opts.store.touch(id))) {
       const now = Date.now();
       rec.lastActiveAt = now;
@@ -217,6 +229,30 @@ export class SessionService {
         (!filter.status || r.status === filter.status) &&
         Object.entries(filter.metadata ?? {}).every(([k, v]) => r.metadata[k] === v),
     );
+  }
+
+  /** At the idle TTL: hibernate when the session asked for it and this process can, else terminate. */
+  async idleOut(rec: SessionRecord): Promise<'hibernated' | 'expired'> {
+    if (rec.onIdle === 'hibernate' && rec.status !== 'hibernated' && this.opts.hibernate) {
+      await this.opts.hibernate(rec);
+      return 'hibernated';
+    }
+    await this.terminate(rec, 'expired');
+    return 'expired';
+  }
+
+  /** A new container for an existing session id (a wake): same limits, labels and owner. */
+  async recreateContainer(rec: SessionRecord): Promise<{ host: string; containerId: string }> {
+    const now = Date.now();
+    const host = await this.placeSession();
+    const containerId = await this.runtime(host).createSessionContainer({
+      name: sessionContainerName(this.opts.namespace, rec.id),
+      image: this.opts.image,
+      labels: sessionLabels({ namespace: this.opts.namespace, sessionId: rec.id, host, now, expiresAt: now + rec.ttlSeconds * 1000 }),
+      limits: rec.limits,
+      runtime: this.opts.ociRuntime,
+    });
+    return { host, containerId };
   }
 
   /** Removes the container first, so it is gone by the time the caller hears back. */
