@@ -234,8 +234,13 @@ export class SessionService {
   /** At the idle TTL: hibernate when the session asked for it and this process can, else terminate. */
   async idleOut(rec: SessionRecord): Promise<'hibernated' | 'expired'> {
     if (rec.onIdle === 'hibernate' && rec.status !== 'hibernated' && this.opts.hibernate) {
-      await this.opts.hibernate(rec);
-      return 'hibernated';
+      try {
+        await this.opts.hibernate(rec);
+        return 'hibernated';
+      } catch (err) {
+        // A session that cannot be saved ends as it would have without hibernation (its files are still archived).
+        this.opts.logger.warn({ sessionId: rec.id, err: errMsg(err) }, 'could not hibernate; the session expires instead');
+      }
     }
     await this.terminate(rec, 'expired');
     return 'expired';
