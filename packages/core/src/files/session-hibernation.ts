@@ -141,7 +141,8 @@ export class SessionHibernation {
     const live: SessionRecord = { ...rec, host, containerId, status: 'ready' };
     let summary: LoadSummary;
     try {
-      await this.opts.fileops.run(live, { op: 'extract', size: data.length, maxBytes: data.length }, { data });
+      const maxBytes = Math.max(this.opts.archives.opts.maxArchiveBytes, data.length);
+      await this.opts.fileops.run(live, { op: 'extract', size: data.length, maxBytes }, { data });
       summary = await this.kernelOp<LoadSummary>(live, 'wake');
     } catch (err) {
       await this.opts.sessions.runtime(host).remove(containerId).catch(() => undefined);
