@@ -38,11 +38,15 @@ display(fig)
 const sessionContainers = async (sid: string) =>
   (await namespaceContainers(sys.config.namespace)).filter((c) => c.Labels['sessionbox.session-id'] === sid);
 
+// Polls the list, which does not touch: GET /v1/sessions/{id} counts as use and moves the idle TTL.
 async function waitHibernated(sid: string) {
-  return waitFor(async () => {
-    const r = await sys.http.get(`/v1/sessions/${sid}`);
-    return r.body.status === 'hibernated' ? r.body : null;
+  await waitFor(async () => {
+    const r = await sys.http.get('/v1/sessions?status=hibernated');
+    return r.body.sessions.some((x: { id: string }) => x.id === sid);
   }, 60_000, 250);
+  const r = await sys.http.get(`/v1/sessions/${sid}`);
+  expect(r.body.status).toBe('hibernated');
+  return r.body;
 }
 
 describe('hibernation (onIdle: "hibernate")', () => {
@@ -84,11 +88,13 @@ describe('hibernation (onIdle: "hibernate")', () => {
 
     const d = await sys.http.createSession({ ttlSeconds: 10, onIdle: 'destroy' });
     await sys.http.run(d.id, 'x = 1');
-    const gone = await waitFor(async () => {
-      const r = await sys.http.get(`/v1/sessions/${d.id}`);
-      return r.status === 410 ? r.body : null;
+    await waitFor(async () => {
+      const r = await sys.http.get('/v1/sessions?status=terminated');
+      return r.body.sessions.some((x: { id: string }) => x.id === d.id);
     }, 60_000, 250);
-    expect(gone.error.code).toBe('session_expired');
+    const gone = await sys.http.get(`/v1/sessions/${d.id}`);
+    expect(gone.status).toBe(410);
+    expect(gone.body.error.code).toBe('session_expired');
     expect(await sessionContainers(d.id)).toHaveLength(0);
   });
 
