@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import IORedis from 'ioredis';
 import { loadConfig, sessionLabels } from '@sessionbox/core';
 import { startWorker } from '../apps/worker/src/worker';
+import { runAdminCli, type CliResult } from './helpers/admin-cli';
 import { REDIS_URL, describeContainers, docker, namespaceContainers, removeNamespace, sleep, startSystem, testNamespace, type TestSystem } from './helpers/system';
 
 /**
@@ -11,7 +10,6 @@ import { REDIS_URL, describeContainers, docker, namespaceContainers, removeNames
  * api + worker, real Docker and real Redis, on a namespace of its own for each test (each test makes
  * the state it needs, so any one of them runs alone).
  */
-const ROOT = join(__dirname, '..');
 const IMAGE = process.env.SESSIONBOX_IMAGE ?? 'sessionbox/python-runner:latest';
 
 let sys: TestSystem;
@@ -22,26 +20,8 @@ const otherNs = testNamespace('other');
 /** Containers of the namespace a test leaves on purpose (what a crash leaves): the leak check passes over them. */
 let deliberate: string[] = [];
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/sessionbox-admin.cjs'), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, SESSIONBOX_NAMESPACE: ns, SESSIONBOX_REDIS_URL: REDIS_URL, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runAdminCli(args, { SESSIONBOX_NAMESPACE: ns, SESSIONBOX_REDIS_URL: REDIS_URL, ...env });
 }
 
 async function json(args: string[], env: Record<string, string> = {}) {

@@ -12,7 +12,7 @@ describe('sessions', () => {
     expect(c.Labels['sessionbox.expires-at']).toBe(new Date(s.expiresAt).toISOString());
     const info = await docker.getContainer(c.Id).inspect();
     const hc = info.HostConfig;
-    expect(hc.Memory).toBe((256 + 128) * 1024 * 1024);
+    expect(hc.Memory).toBe((256 + 128 + 128) * 1024 * 1024); // memoryMb + diskMb + the runtime allowance (fair-share)
     expect(hc.MemorySwap).toBe(hc.Memory);
     expect(hc.NanoCpus).toBe(0.5e9);
     expect(hc.PidsLimit).toBe(64);

@@ -4,9 +4,10 @@ import { ApiKeyring, UnauthorizedError, type Caller, type Config } from '@sessio
 
 /**
  * Paths anyone may call: liveness (load balancers; `/health` is dify-sandbox's), metrics (aggregate
- * counts only) and the API description. Everything else needs a key once keys are configured.
+ * counts only), the API description, and the console's page and assets (its API calls carry the
+ * key). Everything else needs a key once keys are configured.
  */
-const OPEN_PATHS = [/^\/healthz$/, /^\/health$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/];
+const OPEN_PATHS = [/^\/healthz$/, /^\/health$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/, /^\/console(\/.*)?$/];
 
 /**
  * The presented key: `Authorization: Bearer <key>`, or `X-API-Key: <key>` (Dify custom-tool auth, scripts).

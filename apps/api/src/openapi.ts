@@ -51,7 +51,11 @@ const ExecuteQuery = z.object({
     description: '`true`: answer 200 with the finished Execution. Otherwise 202 with the queued id (poll getExecution or streamExecutionEvents).',
   }),
 });
-const SessionsQuery = z.object({ status: ListQuery.shape.status.meta({ description: 'Only sessions in this state.' }) });
+const SessionsQuery = z.object({
+  status: ListQuery.shape.status.meta({ description: 'Only sessions in this state.' }),
+  limit: z.number().int().min(1).max(500).optional().meta({ description: 'At most this many sessions (default: all); `nextCursor` then leads to the next page.' }),
+  cursor: z.string().optional().meta({ description: 'The `nextCursor` of the previous page.' }),
+});
 const DeleteQuery = z.object({ keep: DeleteSessionQuery.shape.keep });
 const DeletedKeepingFiles = z
   .object({

@@ -1,5 +1,7 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import type { RouterFactory } from './context';
+import { adminRouter } from './routes/admin';
+import { consoleRouter } from './routes/console';
 import { eventsRouter } from './routes/events';
 import { filesRouter, registerFilesPaths } from './routes/files';
 import { dropinRouter, registerDropinPaths } from './routes/dropin';
@@ -29,6 +31,8 @@ export const features: Feature[] = [
   { name: 'dify-sandbox', router: difySandboxRouter, openapi: registerDifySandboxPaths },
   { name: 'metrics', router: metricsRouter }, // Prometheus text, not part of the JSON API document
   { name: 'jupyter', router: jupyterRouter }, // jupyter_server's kernels API; its WebSocket is jupyter/kernel-sockets.ts
+  { name: 'admin', router: adminRouter }, // the admin CLI's operations over HTTP, for the admin key
+  { name: 'console', router: consoleRouter }, // the web console (static page and assets)
 ];
 
 export const extraRouters: RouterFactory[] = features.map((f) => f.router);

@@ -23,6 +23,8 @@ sweeper (leftover processes), safefs (the work directory), and this loop.
 import collections
 import json
 import os
+import resource
+import resource
 import select
 import signal
 import socket
@@ -37,6 +39,22 @@ from kernel_proc import Kernel, describe_exit
 from run import RESTART_REASONS, RUNNING, STOPPING, Run, clean_error
 from safefs import WorkDir, encode_event, int_field
 from sweeper import Sweeper, default_sweep_mode
+
+# The session's memoryMb (set by the backend): what user code may allocate on top of the kernel as loaded.
+KERNEL_MEMORY_BYTES = int(os.environ.get("SESSIONBOX_KERNEL_MEMORY_BYTES") or 0)
+
+
+def cap_kernel_memory(pid):
+    """RLIMIT_DATA (hard) = the ready kernel's data size + memoryMb: past it Python raises MemoryError and
+    the session keeps its state; the cgroup limit stays the backstop for the whole container."""
+    if KERNEL_MEMORY_BYTES <= 0:
+        return
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+        resource.prlimit(pid, resource.RLIMIT_DATA, (data + KERNEL_MEMORY_BYTES,) * 2)
+    except (OSError, StopIteration, ValueError) as exc:
+        log(f"cannot cap the kernel's memory: {exc}")
 
 MAX_LINE = 64 << 20
 DEFAULT_TIMEOUT_MS = 60_000
@@ -495,6 +513,7 @@ class Supervisor:
         if ev == "ready" and not kernel.ready:
             kernel.ready = True
             self.failed_starts = 0
+            cap_kernel_memory(kernel.pid)
             log(f"kernel {kernel.pid} ready after {now() - kernel.started_at:.3f} s")
             self.emit({"ev": "ready", "kernelPid": kernel.pid, "restarted": kernel.restarted})
         elif run is None:
@@ -590,14 +609,15 @@ class Supervisor:
         run.started_at = now()
         self.emit({"ev": "started", "id": run.id})
         try:
+            # Continued only once the request is in the pipe (continued without one, it stops again).
             if "kernelOp" in req:
-                self.kernel.send({"op": req["kernelOp"], "id": run.id, "path": req["path"], "maxBytes": req["maxBytes"]})
+                msg = {"op": req["kernelOp"], "id": run.id, "path": req["path"], "maxBytes": req["maxBytes"]}
             else:
-                self.kernel.send({
+                msg = {
                     "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
                     "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
-                })
-            self.kernel.resume()  # after the request: continued without one, it stops again
+                }
+            self.kernel.send(msg, wake=self.kernel.resume)
         except OSError as exc:
             log(f"cannot reach the kernel: {exc}")
             self.kill_kernel()

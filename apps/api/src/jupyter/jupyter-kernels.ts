@@ -83,13 +83,13 @@ export class JupyterKernels {
   }
 
   async list(caller: Caller): Promise<KernelModel[]> {
-    const all = await this.ctx.core.sessions.list(caller);
-    return all.filter((r) => r.status !== 'terminated').map((r) => this.model(r));
+    const { sessions } = await this.ctx.core.sessions.list(caller);
+    return sessions.filter((r) => r.status !== 'terminated').map((r) => this.model(r));
   }
 
   /** Reading the model is no activity: polling clients must not keep a kernel past its TTL. */
   async get(id: string, caller: Caller): Promise<KernelModel> {
-    return this.model(await this.ctx.core.sessions.getLive(id, caller, false));
+    return this.model(await this.ctx.core.sessions.getLive(id, caller, false, false));
   }
 
   async shutdown(id: string, caller: Caller): Promise<void> {

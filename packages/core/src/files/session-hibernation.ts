@@ -137,7 +137,7 @@ export class SessionHibernation {
     const info = await this.opts.archives.archiveInfo(rec.id);
     if (!info) throw new SessionboxError('hibernation_lost', `the saved state of session ${rec.id} is gone`, 410);
     const data = await this.opts.archives.archiveBytes(info);
-    const { host, containerId } = await this.opts.sessions.recreateContainer(rec);
+    const { host, containerId, reservation } = await this.opts.sessions.recreateContainer(rec);
     const live: SessionRecord = { ...rec, host, containerId, status: 'ready' };
     let summary: LoadSummary;
     try {
@@ -146,11 +146,13 @@ export class SessionHibernation {
       summary = await this.kernelOp<LoadSummary>(live, 'wake');
     } catch (err) {
       await this.opts.sessions.runtime(host).remove(containerId).catch(() => undefined);
+      await reservation?.release();
       this.events.inc({ event: 'wake_failed' });
       throw err;
     }
     const now = Date.now();
     await this.opts.sessions.store.wake(rec, host, containerId, summary.notes, now);
+    await reservation?.commit(rec.id);
     this.events.inc({ event: 'woken' });
     this.objects.inc({ outcome: 'restored' }, summary.restored.length);
     this.objects.inc({ outcome: 'unrestored' }, summary.notes.length);
