@@ -55,10 +55,10 @@ def _why_not(obj):
 
 
 def dump(ns, path, max_bytes):
-    """Writes ns to path; returns {"saved", "modules", "skipped": [{"name", "why"}], "bytes"}."""
+    """Writes ns to path; returns {"saved", "modules", "skipped": [{"name", "why"}], "bytes", "overCap"}."""
     import dill
 
-    modules, values, skipped = {}, {}, []
+    modules, values, sizes, skipped = {}, {}, {}, []
     for name, obj in list(ns.items()):
         if name in _KERNEL_NAMES:
             continue
@@ -67,16 +67,19 @@ def dump(ns, path, max_bytes):
             continue
         why = _why_not(obj)
         if why is None:
+            counter = _Counter(max_bytes)
             try:
-                dill.dump(obj, _Counter(max_bytes))
+                dill.dump(obj, counter)
+                sizes[name] = counter.size
             except _TooLarge:
-                why = f"over the {max_bytes} byte state cap on its own"
+                why = f"over the saved-state cap of {max_bytes} bytes on its own"
             except Exception as exc:
-                why = f"{type(exc).__name__}: {exc}"[:200]
+                why = f"cannot be saved ({type(exc).__name__}: {exc})"[:300]
         if why:
             skipped.append({"name": name, "why": why})
         else:
             values[name] = obj
+    over_cap = any("saved-state cap" in s["why"] for s in skipped)
     figures = []
     try:
         import matplotlib.pyplot as plt
@@ -84,6 +87,16 @@ def dump(ns, path, max_bytes):
         figures = [plt.figure(n) for n in plt.get_fignums()]
     except Exception:
         pass
+    # Together over the cap: the largest names go first until the rest fits (shared objects make the
+    # sum an overestimate, so what is kept always fits; the capped write below is the real check).
+    total = sum(sizes.values())
+    for name in sorted(sizes, key=sizes.get, reverse=True):
+        if total <= max_bytes:
+            break
+        total -= sizes[name]
+        del values[name]
+        over_cap = True
+        skipped.append({"name": name, "why": f"dropped to keep the saved state under its cap of {max_bytes} bytes; it took {sizes[name]} bytes"})
     payload = {"modules": modules, "values": values, "figures": figures, "skipped": skipped}
     out = _CappedFile(path + ".tmp", max_bytes)
     try:
@@ -93,15 +106,15 @@ def dump(ns, path, max_bytes):
     except _TooLarge:
         out.f.close()
         os.unlink(path + ".tmp")
-        # Over the cap together: keep the modules and say what was dropped.
+        over_cap = True
         for name in values:
-            skipped.append({"name": name, "why": f"the saved state was over the {max_bytes} byte cap (the session's memory limit)"})
+            skipped.append({"name": name, "why": f"the saved state was over its cap of {max_bytes} bytes"})
         payload = {"modules": modules, "values": {}, "figures": [], "skipped": skipped}
         with open(path, "wb") as f:
             dill.dump(payload, f)
-        values = {}
+        values, figures = {}, []
     return {"saved": sorted(values), "modules": sorted(modules), "skipped": skipped,
-            "figures": len(figures), "bytes": os.path.getsize(path), "overCap": out.size > max_bytes}
+            "figures": len(figures), "bytes": os.path.getsize(path), "overCap": over_cap}
 
 
 def load(ns, path):

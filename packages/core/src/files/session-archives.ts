@@ -75,8 +75,14 @@ export class SessionArchives {
 
   /** For `SessionService`'s `beforeTerminate`: archive on expiry, or on delete with keep=files. */
   async beforeTerminate(rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions = {}): Promise<void> {
+    if (rec.status === 'hibernated') {
+      // Its archive holds the saved state: it goes with the session (DELETE, or past wakeUntil),
+      // unless a DELETE with keep=files asked to keep the files for a restore.
+      if (!opts.keepFiles || reason === 'expired') await this.drop(rec.id);
+      return;
+    }
     if (reason !== 'expired' && !opts.keepFiles) return;
-    if (rec.status === 'terminated' || rec.status === 'hibernated') return;
+    if (rec.status === 'terminated') return;
     try {
       await this.archive(rec, reason);
     } catch (err) {
@@ -102,21 +108,22 @@ export class SessionArchives {
   }
 
   /** Copies the working directory out of a live container into `<archiveDir>/<namespace>/`. */
-  async archive(rec: SessionRecord, reason: TerminationReason, keepUntil?: number): Promise<ArchiveInfo> {
+  async archive(rec: SessionRecord, reason: TerminationReason, keep: { until?: number; extraBytes?: number } = {}): Promise<ArchiveInfo> {
     const parts: Buffer[] = [];
     let done: KernelEvent;
+    const maxBytes = this.opts.maxArchiveBytes + (keep.extraBytes ?? 0);
     try {
-      done = await this.fileops.run(rec, { op: 'archive', maxBytes: this.opts.maxArchiveBytes }, { onChunk: (b) => void parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS });
+      done = await this.fileops.run(rec, { op: 'archive', maxBytes }, { onChunk: (b) => void parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS });
     } catch (err) {
       if (err instanceof FileTooLargeError) {
-        throw new FileTooLargeError('archive_too_large', `the working directory is over the ${this.opts.maxArchiveBytes} byte archive cap`);
+        throw new FileTooLargeError('archive_too_large', `the working directory is over the ${maxBytes} byte archive cap`);
       }
       throw err;
     }
     const data = Buffer.concat(parts);
     if (data.length !== Number(done.size)) throw new Error(`archive of ${rec.id}: got ${data.length} of ${done.size} bytes`);
     const createdAt = Date.now();
-    const expiresAt = keepUntil ?? createdAt + this.opts.archiveSeconds * 1000;
+    const expiresAt = keep.until ?? createdAt + this.opts.archiveSeconds * 1000;
     const file = `${rec.id}.${expiresAt}.tar.gz`;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = join(this.dir, `${file}.tmp`);
@@ -196,6 +203,16 @@ export class SessionArchives {
     } catch {
       throw new SessionboxError('archive_expired', `the archive of session ${info.sessionId} has lapsed`, 410);
     }
+  }
+
+  /** Deletes a session's archive (file and record) now; false when it had none. */
+  async drop(sessionId: string): Promise<boolean> {
+    const info = await this.archiveInfo(sessionId);
+    if (!info) return false;
+    await unlink(join(this.dir, info.file)).catch(() => undefined);
+    await this.opts.redis.del(this.keys.archive(sessionId));
+    this.archives.inc({ outcome: 'dropped' });
+    return true;
   }
 
   /** Deletes archives past their time (and temp files a crash left); returns how many files went. */

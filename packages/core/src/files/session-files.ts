@@ -24,6 +24,8 @@ export interface SessionFilesOptions {
   archiveDir: string;
   /** How long a hibernated session can wake (issue 17). */
   hibernateRetentionSeconds: number;
+  /** Cap on one session's saved state; null = its memory limit. */
+  hibernateMaxStateBytes: number | null;
   logger: Logger;
   metrics?: Metrics;
   requestTimeoutMs?: number;
@@ -43,7 +45,7 @@ export class SessionFiles {
     const fileops = new FileOpsClient((host) => opts.sessions.runtime(host), opts.requestTimeoutMs);
     this.live = new LiveFiles({ ...opts, fileops });
     this.archives = new SessionArchives({ ...opts, fileops });
-    this.hibernation = new SessionHibernation({ ...opts, fileops, archives: this.archives, retentionSeconds: opts.hibernateRetentionSeconds });
+    this.hibernation = new SessionHibernation({ ...opts, fileops, archives: this.archives, retentionSeconds: opts.hibernateRetentionSeconds, maxStateBytes: opts.hibernateMaxStateBytes });
   }
 
   sessionCap(rec: Pick<SessionRecord, 'limits'>): number {
@@ -124,5 +126,6 @@ export function createSessionFiles(
     maxArchiveBytes: config.maxArchiveBytes,
     archiveDir: config.archiveDir,
     hibernateRetentionSeconds: config.hibernateRetentionSeconds,
+    hibernateMaxStateBytes: config.hibernateMaxStateBytes,
   });
 }

@@ -25,6 +25,8 @@ export interface SessionHibernationOptions {
   redis: Redis;
   namespace: string;
   retentionSeconds: number;
+  /** Operator cap on one session's saved state; null = its memory limit (the smaller wins). */
+  maxStateBytes: number | null;
   logger: Logger;
   metrics?: Metrics;
 }
@@ -86,19 +88,26 @@ export class SessionHibernation {
     }
   }
 
+  /** The session's memory limit, or the operator's cap when that is smaller. */
+  stateCap(rec: Pick<SessionRecord, 'limits'>): number {
+    const memory = rec.limits.memoryMb * 1024 * 1024;
+    return this.opts.maxStateBytes === null ? memory : Math.min(memory, this.opts.maxStateBytes);
+  }
+
   /** For the reaper (via `SessionService.idleOut`): saves state and files, then removes the container. */
   async hibernate(rec: SessionRecord): Promise<void> {
     const started = Date.now();
-    const summary = await this.kernelOp<DumpSummary>(rec, 'hibernate', { maxBytes: rec.limits.memoryMb * 1024 * 1024 });
+    const maxBytes = this.stateCap(rec);
+    const summary = await this.kernelOp<DumpSummary>(rec, 'hibernate', { maxBytes });
     const wakeUntil = started + this.opts.retentionSeconds * 1000;
-    const info = await this.opts.archives.archive(rec, 'expired', wakeUntil);
+    const info = await this.opts.archives.archive(rec, 'expired', { until: wakeUntil, extraBytes: summary.bytes });
     await this.opts.sessions.store.hibernate(rec, Date.now(), wakeUntil);
     await this.opts.sessions.runtime(rec.host).remove(rec.containerId);
     this.events.inc({ event: 'hibernated' });
     this.objects.inc({ outcome: 'saved' }, summary.saved.length + summary.modules.length);
     this.objects.inc({ outcome: 'unsaved' }, summary.skipped.length);
     this.opts.logger.info(
-      { sessionId: rec.id, stateBytes: summary.bytes, archiveBytes: info.size, saved: summary.saved.length, skipped: summary.skipped.map((s) => s.name) },
+      { sessionId: rec.id, stateBytes: summary.bytes, stateCap: maxBytes, overCap: summary.overCap, archiveBytes: info.size, saved: summary.saved.length, skipped: summary.skipped.map((s) => s.name) },
       'session hibernated',
     );
   }
