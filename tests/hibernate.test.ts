@@ -142,7 +142,7 @@ describe('hibernation (onIdle: "hibernate")', () => {
     expect(body.totalBytes).toBe(body.sessions[0].sizeBytes);
     const text = await runAdminCli(['hibernated'], cliEnv);
     expect(text.stdout).toContain(g.id);
-    expect(text.stdout).toMatch(/1 hibernated session\(s\), \S+ on disk/);
+    expect(text.stdout).toMatch(/1 hibernated session\(s\), \d+(\.\d+)? \w+ on disk/);
 
     const purged = await runAdminCli(['hibernated', '--purge', '--json', g.id], cliEnv);
     expect(purged.code).toBe(0);
@@ -292,6 +292,7 @@ describe('hibernation: records survive a Redis restart; the saved state has a ca
     expect(woke.body.restored).toBe(true);
     expect(woke.body.stdout).toBe('9 numpy kept\nFalse\n');
     expect(woke.body.notes.join('\n')).toMatch(/big was not restored: .*cap of 1048576 bytes/);
+    expect(woke.body.notes.join('\n')).toMatch(/f was not restored: a file handle/);
     expect(await containersOf(withOwn, s.id)).toHaveLength(1);
     expect((await withOwn.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
   });

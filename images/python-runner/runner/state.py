@@ -6,6 +6,7 @@ pickled (sockets, generators, running threads, ...), which is listed by name ins
 """
 
 import importlib
+import io
 import os
 import types
 
@@ -51,6 +52,9 @@ def _why_not(obj):
         return "a running thread"
     if isinstance(obj, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
         return "a generator"
+    if isinstance(obj, io.IOBase):
+        # dill would reopen it on load, in its mode: "w" would truncate the very file it names.
+        return "a file handle (the file itself is kept in /work; open it again)"
     return None
 
 

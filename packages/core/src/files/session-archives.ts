@@ -207,12 +207,13 @@ export class SessionArchives {
 
   /** Deletes a session's archive (file and record) now; false when it had none. */
   async drop(sessionId: string): Promise<boolean> {
-    const info = await this.archiveInfo(sessionId);
-    if (!info) return false;
-    await unlink(join(this.dir, info.file)).catch(() => undefined);
-    await this.opts.redis.del(this.keys.archive(sessionId));
-    this.archives.inc({ outcome: 'dropped' });
-    return true;
+    // By name too: the record lapses at the archive's expiry, before the sweep removes the file.
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const files = names.filter((n) => ARCHIVE_NAME.exec(n)?.[1] === sessionId);
+    for (const f of files) await unlink(join(this.dir, f)).catch(() => undefined);
+    const had = (await this.opts.redis.del(this.keys.archive(sessionId))) > 0 || files.length > 0;
+    if (had) this.archives.inc({ outcome: 'dropped' });
+    return had;
   }
 
   /** Deletes archives past their time (and temp files a crash left); returns how many files went. */

@@ -101,8 +101,9 @@ export class SessionHibernation {
     const summary = await this.kernelOp<DumpSummary>(rec, 'hibernate', { maxBytes });
     const wakeUntil = started + this.opts.retentionSeconds * 1000;
     const info = await this.opts.archives.archive(rec, 'expired', { until: wakeUntil, extraBytes: summary.bytes });
-    await this.opts.sessions.store.hibernate(rec, Date.now(), wakeUntil);
+    // The container goes first, so a session that reads as hibernated has none.
     await this.opts.sessions.runtime(rec.host).remove(rec.containerId);
+    await this.opts.sessions.store.hibernate(rec, Date.now(), wakeUntil);
     this.events.inc({ event: 'hibernated' });
     this.objects.inc({ outcome: 'saved' }, summary.saved.length + summary.modules.length);
     this.objects.inc({ outcome: 'unsaved' }, summary.skipped.length);
