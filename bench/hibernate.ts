@@ -4,6 +4,8 @@ import type { JsonClient } from './http-client';
 import { docker } from './system';
 import { fmtBytes, fmtMs, sleep, summarize, timed, type Summary } from './stats';
 
+const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+
 /** One batch of sessions hibernated at a 10 s idle TTL, then woken by `print(x)` (issue 17). */
 export interface HibernateBatch {
   sessions: number;
@@ -39,7 +41,10 @@ export async function runHibernateBatch(
     o.log(`hibernate: ${all.length} sessions idle until their ${TTL_S} s TTL hibernates them`);
     const end = Date.now() + 120_000;
     for (const id of all) {
-      while ((await http.request('GET', `/v1/sessions/${id}`)).body.status !== 'hibernated') {
+      for (;;) {
+        const r = await http.request('GET', `/v1/sessions/${id}`);
+        if (r.body.status === 'hibernated') break;
+        if (r.status === 410) throw new Error(`session ${id} expired instead of hibernating (does SESSIONBOX_IMAGE have the hibernate op?)`);
         if (Date.now() > end) throw new Error(`session ${id} did not hibernate within 120 s`);
         await sleep(200);
       }
@@ -81,7 +86,7 @@ export function hibernateRows(r: HibernateResult) {
   const rows = [
     {
       metric: `Hibernated session: RAM (containers left) / disk p50, default session (x = 42) / with a 10k-row DataFrame (${r.cold.sessions} each)`,
-      ours: `${fmtBytes(r.cold.ramBytes)} (${r.cold.containersWhileHibernated}) / ${fmtBytes(r.cold.diskDefault.p50)} / ${fmtBytes(r.cold.diskDataFrame.p50)}`,
+      ours: `${fmtBytes(r.cold.ramBytes)} (${r.cold.containersWhileHibernated}) / ${kib(r.cold.diskDefault.p50)} / ${kib(r.cold.diskDataFrame.p50)}`,
       exec: '–',
       run: '–',
       target: 'RAM 0',
@@ -98,7 +103,7 @@ export function hibernateRows(r: HibernateResult) {
   ];
   if (r.warm) {
     rows.push({
-      metric: `Wake → first result of print(x), warm pool of ${r.warm.poolSize} running: p50 / max (${r.warm.wake.n} wakes)`,
+      metric: `Wake → first result of print(x), warm pool of ${r.warm.poolSize} running (wakes do not claim from it): p50 / max (${r.warm.wake.n} wakes)`,
       ours: `${fmtMs(r.warm.wake.p50)} / ${fmtMs(r.warm.wake.max)}`,
       exec: '–',
       run: '–',
