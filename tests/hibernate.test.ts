@@ -100,12 +100,20 @@ describe('hibernation (onIdle: "hibernate")', () => {
     expect(woke.notes.join('\n')).toMatch(/sock was not restored: .*socket/);
     expect(woke.notes.join('\n')).toMatch(/gen was not restored: a generator/);
     expect(await sessionContainers(s.id)).toHaveLength(1);
+    expect(archivesOf(sys, s.id)).toHaveLength(0);
     expect((await sys.http.get(`/v1/sessions/${s.id}`)).body.status).toBe('ready');
 
     // Only the run that woke it carries restored; the state file is gone from the user's files.
     const next = await sys.http.run(s.id, "import os\nprint(os.path.exists('/work/.sessionbox-state.dill'))");
     expect(next.restored).toBeUndefined();
     expect(next.stdout).toBe('False\n');
+
+    // A second idle period hibernates it again; the second wake sees what the first woken run changed.
+    await waitHibernated(s.id);
+    expect(await sessionContainers(s.id)).toHaveLength(0);
+    const again = await sys.http.run(s.id, 'print(k, double(1), df.shape)');
+    expect(again.restored).toBe(true);
+    expect(again.stdout).toBe('5 7 (3, 2)\n');
     expect((await sys.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
 
     // Hibernation in the worker's metrics, the wake in the api's (it wakes inside the session lookup).

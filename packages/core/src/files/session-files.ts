@@ -103,7 +103,7 @@ export function sessionFilesHooks(get: () => SessionFiles | undefined): Pick<Ses
     hibernate: async (rec) => {
       const files = get();
       if (!files) throw new Error('no file service to hibernate with');
-      await files.hibernation.hibernate(rec);
+      return files.hibernation.hibernate(rec);
     },
     wake: async (rec) => {
       const files = get();

@@ -95,12 +95,22 @@ export class SessionHibernation {
   }
 
   /** For the reaper (via `SessionService.idleOut`): saves state and files, then removes the container. */
-  async hibernate(rec: SessionRecord): Promise<void> {
+  async hibernate(rec: SessionRecord): Promise<boolean> {
     const started = Date.now();
     const maxBytes = this.stateCap(rec);
     const summary = await this.kernelOp<DumpSummary>(rec, 'hibernate', { maxBytes });
     const wakeUntil = started + this.opts.retentionSeconds * 1000;
     const info = await this.opts.archives.archive(rec, 'expired', { until: wakeUntil, extraBytes: summary.bytes });
+    // Used while it was being saved (a run or a file operation touched it): it stays live, the saved copy goes.
+    const current = await this.opts.sessions.store.get(rec.id);
+    if (!current || current.status === 'terminated' || current.lastActiveAt !== rec.lastActiveAt) {
+      await this.opts.archives.drop(rec.id);
+      const path = STATE_PATH.slice('/work/'.length);
+      await this.opts.fileops.run(rec, { op: 'file_delete', path }, { path }).catch(() => undefined);
+      this.events.inc({ event: 'cancelled' });
+      this.opts.logger.info({ sessionId: rec.id }, 'hibernation cancelled: the session was used while it was being saved');
+      return false;
+    }
     // The container goes first, so a session that reads as hibernated has none.
     await this.opts.sessions.runtime(rec.host).remove(rec.containerId);
     await this.opts.sessions.store.hibernate(rec, Date.now(), wakeUntil);
@@ -111,6 +121,7 @@ export class SessionHibernation {
       { sessionId: rec.id, stateBytes: summary.bytes, stateCap: maxBytes, overCap: summary.overCap, archiveBytes: info.size, saved: summary.saved.length, skipped: summary.skipped.map((s) => s.name) },
       'session hibernated',
     );
+    return true;
   }
 
   /** For `SessionService.getLive`: one wake per session at a time, across processes. */
@@ -163,6 +174,8 @@ export class SessionHibernation {
     const now = Date.now();
     await this.opts.sessions.store.wake(rec, host, containerId, summary.notes, now);
     await reservation?.commit(rec.id);
+    // Live again: the next hibernation writes a new archive; this one would only sit on disk until wakeUntil.
+    await this.opts.archives.drop(rec.id).catch((err) => this.opts.logger.warn({ sessionId: rec.id, err: String(err) }, 'could not delete the archive of a woken session'));
     this.events.inc({ event: 'woken' });
     this.objects.inc({ outcome: 'restored' }, summary.restored.length);
     this.objects.inc({ outcome: 'unrestored' }, summary.notes.length);

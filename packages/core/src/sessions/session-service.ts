@@ -34,8 +34,8 @@ export interface SessionServiceOptions {
   goneDetails?: (rec: SessionRecord) => Promise<Record<string, unknown> | null>;
   /** What a session does at its idle TTL unless its create request says (default "destroy"). */
   onIdle?: OnIdle;
-  /** Hibernation (issue 17): saves a session's state and files, then removes its container. */
-  hibernate?: (rec: SessionRecord) => Promise<void>;
+  /** Hibernation (issue 17): saves a session's state and files, then removes its container; false when it was used meanwhile (it stays live). */
+  hibernate?: (rec: SessionRecord) => Promise<boolean>;
   /** Makes a hibernated session live again (new container, same id); returns the live record. */
   wake?: (rec: SessionRecord) => Promise<SessionRecord>;
   /** Per-API-key caps (live sessions here, executions per minute in ExecutionService.submit). */
@@ -315,11 +315,10 @@ export class SessionService {
   }
 
   /** At the idle TTL: hibernate when the session asked for it and this process can, else terminate. */
-  async idleOut(rec: SessionRecord): Promise<'hibernated' | 'expired'> {
+  async idleOut(rec: SessionRecord): Promise<'hibernated' | 'kept' | 'expired'> {
     if (rec.onIdle === 'hibernate' && rec.status !== 'hibernated' && this.opts.hibernate) {
       try {
-        await this.opts.hibernate(rec);
-        return 'hibernated';
+        return (await this.opts.hibernate(rec)) ? 'hibernated' : 'kept';
       } catch (err) {
         // A session that cannot be saved ends as it would have without hibernation (its files are still archived).
         this.opts.logger.warn({ sessionId: rec.id, err: errMsg(err) }, 'could not hibernate; the session expires instead');
