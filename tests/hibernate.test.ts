@@ -130,10 +130,23 @@ describe('hibernation (onIdle: "hibernate")', () => {
   test('DELETE and the admin CLI\'s purge end a hibernated session for good, its saved state deleted; onIdle "destroy" still ends at the TTL', async () => {
     const h = await sys.http.createSession({ ttlSeconds: 10 });
     const g = await sys.http.createSession({ ttlSeconds: 10 });
+    const f = await sys.http.createSession({ ttlSeconds: 10 });
     await sys.http.run(h.id, 'x = 1');
     await sys.http.run(g.id, "import numpy as np\ny = np.arange(1000)");
+    await sys.http.run(f.id, "import os\nos.makedirs('/work/out', exist_ok=True)\nopen('/work/out/a.txt', 'w').write('hello')\nz = 3");
     await waitHibernated(h.id);
     await waitHibernated(g.id);
+    await waitHibernated(f.id);
+
+    // A file operation wakes it too; the next run carries restored and sees the state.
+    const files = await sys.http.get(`/v1/sessions/${f.id}/files`);
+    expect(files.status).toBe(200);
+    expect(files.body.files.map((x: { path: string }) => x.path)).toEqual(['out/a.txt']);
+    expect(await sessionContainers(f.id)).toHaveLength(1);
+    const fz = await sys.http.run(f.id, "print(z, open('/work/out/a.txt').read())");
+    expect(fz.restored).toBe(true);
+    expect(fz.stdout).toBe('3 hello\n');
+    expect((await sys.http.delete(`/v1/sessions/${f.id}`)).status).toBe(204);
     expect(archivesOf(sys, h.id)).toHaveLength(1);
     expect((await sys.http.delete(`/v1/sessions/${h.id}`)).status).toBe(204);
     expect(archivesOf(sys, h.id)).toHaveLength(0);
