@@ -57,6 +57,7 @@ export function createCore(
     image: config.image,
     ociRuntime: config.runtime,
     defaultTtlSeconds: config.defaultTtlSeconds,
+    onIdle: config.onIdle,
     logger: deps.logger,
     metrics: deps.metrics,
     limits: new KeyLimits({

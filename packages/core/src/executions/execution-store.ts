@@ -31,6 +31,8 @@ export interface ExecutionRecord extends ExecutionOutcome {
   startedAt: number | null;
   finishedAt: number | null;
   workerId: string | null;
+  /** This run woke a hibernated session. */
+  restored?: boolean;
 }
 
 export type ExecutionEvent =

@@ -64,6 +64,10 @@ export const EnvSchema = z.object({
   /** Unset: each session's own diskMb, at most 500 MiB. */
   SESSIONBOX_MAX_SESSION_FILES_BYTES: z.coerce.number().int().min(1).optional(),
   SESSIONBOX_ARCHIVE_SECONDS: int(86400, 1),
+  SESSIONBOX_ON_IDLE: z.enum(['hibernate', 'destroy']).default('destroy'),
+  SESSIONBOX_HIBERNATE_RETENTION_SECONDS: int(7 * 86400, 10),
+  /** Unset: each session's own memory limit. */
+  SESSIONBOX_HIBERNATE_MAX_STATE_BYTES: z.coerce.number().int().min(1024).optional(),
   SESSIONBOX_MAX_ARCHIVE_BYTES: int(100 * 1024 * 1024, 1024),
   SESSIONBOX_ARCHIVE_DIR: z.string().min(1).default('/var/lib/sessionbox/archives'),
   SESSIONBOX_TOOL_TEXT_BUDGET: int(4000, 200, 1_000_000),
@@ -175,6 +179,11 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     /** Cap on all files of one session; null = the session's diskMb, at most 500 MiB. */
     maxSessionFilesBytes: e.SESSIONBOX_MAX_SESSION_FILES_BYTES ?? null,
     archiveSeconds: e.SESSIONBOX_ARCHIVE_SECONDS,
+    /** What a session does at its idle TTL unless its create request says (issue 17). */
+    onIdle: e.SESSIONBOX_ON_IDLE,
+    hibernateRetentionSeconds: e.SESSIONBOX_HIBERNATE_RETENTION_SECONDS,
+    /** Cap on one session's saved state; null = its memory limit (never more than that). */
+    hibernateMaxStateBytes: e.SESSIONBOX_HIBERNATE_MAX_STATE_BYTES ?? null,
     maxArchiveBytes: e.SESSIONBOX_MAX_ARCHIVE_BYTES,
     archiveDir: e.SESSIONBOX_ARCHIVE_DIR,
     /** How often the worker deletes archives past their time: a quarter of their life, within [reaper interval, 1 min]. */
