@@ -18,31 +18,24 @@ class _TooLarge(Exception):
     pass
 
 
-class _CappedFile:
-    """A write-only file that refuses to grow past `limit` bytes."""
-
-    def __init__(self, path, limit):
-        self.f = open(path, "wb")
-        self.limit = limit
-        self.size = 0
-
-    def write(self, data):
-        self.size += len(data)
-        if self.size > self.limit:
-            raise _TooLarge()
-        return self.f.write(data)
-
-
 class _Counter:
-    def __init__(self, limit):
+    """A sink that counts what is written and refuses to pass `limit` bytes; `sink` (if any) gets the bytes."""
+
+    def __init__(self, limit, sink=None):
         self.limit = limit
         self.size = 0
+        self.f = sink
 
     def write(self, data):
         self.size += len(data)
         if self.size > self.limit:
             raise _TooLarge()
-        return len(data)
+        return self.f.write(data) if self.f is not None else len(data)
+
+
+def _capped_file(path, limit):
+    """A write-only file that refuses to grow past `limit` bytes (`.f` is the file)."""
+    return _Counter(limit, open(path, "wb"))
 
 
 def _why_not(obj):
@@ -102,7 +95,7 @@ def dump(ns, path, max_bytes):
         over_cap = True
         skipped.append({"name": name, "why": f"dropped to keep the saved state under its cap of {max_bytes} bytes; it took {sizes[name]} bytes"})
     payload = {"modules": modules, "values": values, "figures": figures, "skipped": skipped}
-    out = _CappedFile(path + ".tmp", max_bytes)
+    out = _capped_file(path + ".tmp", max_bytes)
     try:
         dill.dump(payload, out)
         out.f.close()
