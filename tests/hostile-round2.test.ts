@@ -151,6 +151,10 @@ function describeRuntime(runtime: Runtime) {
       expect(probe.opened).toBe(0);
       // It did see the file operations' processes, and was refused (EACCES), not too late (ENOENT only).
       expect(probe.errors).toContain(13);
+      // What an upload creates (a file, and a directory on the way) is user code's own, writable by it.
+      expect((await sys.http.put(`/v1/sessions/${victim}/files/up/new.txt`, Buffer.from('x'), { 'content-type': 'application/octet-stream' })).status).toBe(201);
+      const owners = await value(victim, "import os\nopen('up/new.txt', 'a').write('y')\nos.remove('real.txt')\n_result = [os.getuid(), os.stat('up').st_uid, os.stat('up/new.txt').st_uid, os.stat('up/new.txt').st_gid, open('up/new.txt').read()]");
+      expect(owners).toEqual([ids[0], ids[0], ids[0], ids[0], 'xy']);
     });
 
     test('item 3: a forged "done" on the control pipe ends neither the run nor its timeout', async () => {
