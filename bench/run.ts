@@ -10,6 +10,7 @@ import IORedis from 'ioredis';
 import { Queue, Worker } from 'bullmq';
 import { DockerRuntime, KernelChannel, Keys } from '@sessionbox/core';
 import { fairShareRow, runFairShare, type FairShareResult } from './fair-share';
+import { hibernateRows, runHibernateBatch, type HibernateResult } from './hibernate';
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
 import { benchDifySandbox, difyReportLines, type DifyBenchResult } from './dify-sandbox';
 import { benchBurst, burstReportLines, type BurstResult } from './burst';
@@ -18,10 +19,11 @@ import { JsonClient } from './http-client';
 import { jupyterReport, runJupyterBench, type JupyterResults } from './jupyter';
 import { containerMemory, containerPids, cpuSnapshot, machineInfo, meminfo, pidsMatching, shimRss, type MachineInfo } from './machine';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fmtBytes, fmtMs, round, sleep, speedup, summarize, timed, type Summary } from './stats';
 import { REDIS_URL, ROOT, cleanupNamespace, docker, startBenchSystem, type BenchSystem, type Mode } from './system';
 
-const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'burst', 'print', 'plot', 'jupyter', 'profile', 'ttl', 'sustained', 'memory', 'floor', 'fairshare'] as const;
+const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'burst', 'print', 'plot', 'jupyter', 'profile', 'ttl', 'sustained', 'memory', 'floor', 'fairshare', 'hibernate'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const PLOT_CODE = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
@@ -77,6 +79,7 @@ interface Results {
   floor?: { name: string; workingSetBytes: number; rssBytes: number }[];
   dify?: DifyBenchResult;
   fairShare?: FairShareResult;
+  hibernate?: HibernateResult;
   burst?: BurstResult;
   cpuProfiles?: ProfileSummary[];
   errors: string[];
@@ -105,6 +108,7 @@ async function main() {
     plot: q ? 15 : 60,
     profile: q ? 100 : 300,
     ttl: q ? 3 : 6,
+    hibernate: q ? 4 : 10,
     sessions: Number(o.sessions ?? (q ? 10 : 50)),
     seconds: Number(o.seconds ?? (q ? 8 : 20)),
     baselines: q
@@ -185,6 +189,12 @@ async function main() {
       res.cold = { create: summarize(create), firstResult: summarize(first) };
     }
 
+    const archiveDir = path.join(tmpdir(), `sessionbox-bench-archives-${namespace}`);
+    if (want('hibernate')) {
+      log(`hibernate: ${n.hibernate} + ${n.hibernate} sessions (x = 42; a DataFrame) at a 10 s idle TTL, then wake each with print(x) (no pool)`);
+      res.hibernate = { cold: await runHibernateBatch(http(), { sessions: n.hibernate, namespace, archiveDir, log }) };
+    }
+
     // ---- phase 2: with the warm pool ---------------------------------------------------------
     if (sys && poolSize > 0) {
       log(`restarting the worker with a warm pool of ${poolSize}`);
@@ -233,6 +243,12 @@ async function main() {
       const refillPerSecond = refill.length ? poolSize / (refill.reduce((a, b) => a + b, 0) / refill.length) : poolSize / ((Date.now() - fillStart) / 1000);
       res.warm = { create: summarize(create), firstResult: summarize(first), claimed: create.length, missed, refillPerSecond: round(refillPerSecond, 2) };
       await waitPoolFull();
+    }
+
+    if (want('hibernate') && poolSize > 0 && res.hibernate) {
+      await waitPoolFull();
+      log(`hibernate: the same with a warm pool of ${poolSize} running`);
+      res.hibernate.warm = { poolSize, ...(await runHibernateBatch(http(), { sessions: n.hibernate, namespace, archiveDir, log })) };
     }
 
     if (want('dify')) {
@@ -665,6 +681,7 @@ function rows(r: Results): Row[] {
       met: r.ttl.goneAfterExpiry.max <= 5000,
     });
   if (r.fairShare) out.push(fairShareRow(r.fairShare));
+  if (r.hibernate) out.push(...hibernateRows(r.hibernate));
   return out;
 }
 

@@ -276,13 +276,19 @@ else
   [[ -w $logdir ]] || logdir="${TMPDIR:-/tmp}"
   piddir=/var/run
   [[ -w $piddir ]] || piddir="${TMPDIR:-/tmp}"
-  log "starting redis-server on 127.0.0.1:$RPORT (no persistence; log: $logdir/sessionbox-redis.log)"
+  # Records outlive a Redis restart (hibernated sessions last days, issue 17): AOF, fsync every second,
+  # in a data dir this script owns (SESSIONBOX_REDIS_DIR; /var/lib/sessionbox/redis as root).
+  datadir="${SESSIONBOX_REDIS_DIR:-/var/lib/sessionbox/redis}"
+  mkdir -p "$datadir" 2>/dev/null && [[ -w $datadir ]] || datadir="${TMPDIR:-/tmp}/sessionbox-redis"
+  mkdir -p "$datadir"
+  chmod 700 "$datadir"
+  log "starting redis-server on 127.0.0.1:$RPORT (AOF everysec in $datadir; log: $logdir/sessionbox-redis.log)"
   # noeviction: a full Redis answers errors (503s) and never drops a queued job or a live session;
   # maxmemory keeps session output from taking the host's memory.
-  redis-server --daemonize yes --save "" --appendonly no --bind 127.0.0.1 -::1 --port "$RPORT" \
+  redis-server --daemonize yes --save "" --appendonly yes --appendfsync everysec --bind 127.0.0.1 -::1 --port "$RPORT" \
     --maxmemory "${SESSIONBOX_REDIS_MAXMEMORY:-2gb}" --maxmemory-policy noeviction \
     --logfile "$logdir/sessionbox-redis.log" --pidfile "$piddir/sessionbox-redis-$RPORT.pid" \
-    --dir "${TMPDIR:-/tmp}" </dev/null >/dev/null 9>&- \
+    --dir "$datadir" </dev/null >/dev/null 9>&- \
     || die "redis-server failed to start (log: $logdir/sessionbox-redis.log)"
   for ((i = 0; i < 40; i++)); do redis_up && break; sleep 0.25; done
   redis_up || { tail -n 20 "$logdir/sessionbox-redis.log" >&2 2>/dev/null || true; die "redis-server started but does not answer on 127.0.0.1:$RPORT"; }

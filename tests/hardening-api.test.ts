@@ -3,7 +3,10 @@
  * make the API and worker hold, parse or keep. Every case runs with a bystander session of another
  * tenant whose state and `print(1)` are checked after it.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import IORedis from 'ioredis';
 import { LineSplitter, runFileOp, type ContainerRuntime } from '@sessionbox/core';
@@ -12,16 +15,24 @@ import { Http, REDIS_URL, namespaceContainers, startSystem, waitFor, type TestSy
 const MiB = 1024 * 1024;
 const ALICE = 'alice-key-0123456789abcdef';
 const BOB = 'bob-key-0123456789abcdef01';
+const CAROL = 'carol-key-0123456789abcdef';
+// Carol's budgets come from the keys file (a key's own values win over the SESSIONBOX_KEY_* defaults).
+const CAROL_BUDGETS = { maxConnections: 3, maxFigureBytes: 400 * 1024, maxArchives: 2, archiveSeconds: 120 };
+const keysFile = join(mkdtempSync(join(tmpdir(), 'sb-keys-')), 'keys.json');
+writeFileSync(keysFile, JSON.stringify([{ name: 'carol', key: CAROL, ...CAROL_BUDGETS }]));
 let sys: TestSystem;
 let alice: Http;
 let bob: Http;
+let carol: Http;
 let bystander: string;
 
 beforeAll(async () => {
   sys = await startSystem({
     SESSIONBOX_API_KEYS: `alice:${ALICE},bob:${BOB}`,
+    SESSIONBOX_API_KEYS_FILE: keysFile,
     SESSIONBOX_MAX_SESSION_FIGURE_BYTES: String(600 * 1024),
   });
+  carol = new Http(sys.url, { authorization: `Bearer ${CAROL}` });
   alice = new Http(sys.url, { authorization: `Bearer ${ALICE}` });
   bob = new Http(sys.url, { authorization: `Bearer ${BOB}` });
   bystander = (await bob.createSession()).id;
@@ -36,7 +47,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   // Every session ended through the API must leave no container: checked before the namespace sweep.
-  for (const client of [alice, bob]) {
+  for (const client of [alice, bob, carol]) {
     for (const s of (await client.get('/v1/sessions')).body.sessions) {
       if (s.status !== 'terminated') expect((await client.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
     }
@@ -133,6 +144,76 @@ describe('figures', () => {
     for (const f of runs.flatMap((r) => r.figures)) kept += (await alice.get(new URL(f.url).pathname)).raw.length;
     expect(kept).toBeGreaterThan(200 * 1024);
     expect(kept).toBeLessThanOrEqual(600 * 1024);
+  });
+});
+
+describe('per-key budgets (from the keys file)', () => {
+  const noise =
+    'import numpy as np, matplotlib.pyplot as plt\nfig = plt.figure(figsize=(3, 3), dpi=100)\n' +
+    'fig.figimage((np.random.default_rng().random((300, 300, 3)) * 255).astype("uint8"))';
+
+  it("figures stop at the key's budget across its sessions, and a deleted session's figures give it back", async () => {
+    const [a, b] = [(await carol.createSession()).id, (await carol.createSession()).id];
+    // About 270 KB each against 400 KiB for the key (each session alone may hold 600 KiB).
+    const first = await carol.run(a, noise);
+    expect(first.figures).toHaveLength(1);
+    const second = await carol.run(b, noise);
+    expect(second.figures).toHaveLength(0);
+    expect(second.notes.join('\n')).toMatch(/figures of this API key's sessions reached 409600 bytes/);
+    // Another key is not charged for Carol's figures.
+    expect((await alice.run((await alice.createSession()).id, noise)).figures).toHaveLength(1);
+    expect((await carol.delete(`/v1/sessions/${a}`)).status).toBe(204);
+    const third = await carol.run(b, noise);
+    expect(third.figures).toHaveLength(1);
+  });
+
+  it("archives past the key's count evict its oldest; retention is the key's own", async () => {
+    const ids: string[] = [];
+    const kept: { restoreUntil: string }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const id = (await carol.createSession()).id;
+      expect((await carol.run(id, `open('n.txt', 'w').write('${i}')`)).status).toBe('succeeded');
+      const del = await carol.delete(`/v1/sessions/${id}?keep=files`);
+      expect(del.status).toBe(200);
+      ids.push(id);
+      kept.push(del.body);
+    }
+    // 120 s of retention for Carol's key, not SESSIONBOX_ARCHIVE_SECONDS' day.
+    expect(Date.parse(kept[2].restoreUntil) - Date.now()).toBeLessThanOrEqual(120_000);
+    expect(Date.parse(kept[2].restoreUntil) - Date.now()).toBeGreaterThan(60_000);
+    // The oldest went to make room; the newest two still restore.
+    const oldest = await carol.post('/v1/sessions', { restoreFrom: ids[0] });
+    expect(oldest.status).toBe(410);
+    expect(oldest.body.error.code).toBe('archive_unavailable');
+    for (const [i, id] of [[1, ids[1]], [2, ids[2]]] as const) {
+      const r = await carol.post('/v1/sessions', { restoreFrom: id });
+      expect(r.status).toBe(201);
+      expect((await carol.run(r.body.id, "open('n.txt').read()")).result).toBe(`'${i}'`);
+      expect((await carol.delete(`/v1/sessions/${r.body.id}`)).status).toBe(204);
+    }
+  });
+
+  it("a key's open requests stop at its connection cap with 429 until one of them closes", async () => {
+    const sid = (await carol.createSession()).id;
+    const slow = await carol.post(`/v1/sessions/${sid}/executions`, { code: 'import time\ntime.sleep(30)' });
+    expect(slow.status).toBe(202);
+    // Event streams of a run that goes on: each holds a connection while its client does not read.
+    const aborts = Array.from({ length: CAROL_BUDGETS.maxConnections }, () => new AbortController());
+    const streams = await Promise.all(
+      aborts.map((a) =>
+        fetch(`${sys.url}/v1/sessions/${sid}/executions/${slow.body.id}/events`, { headers: { authorization: `Bearer ${CAROL}` }, signal: a.signal }),
+      ),
+    );
+    expect(streams.map((r) => r.status)).toEqual(Array(CAROL_BUDGETS.maxConnections).fill(200));
+    const refused = await carol.get(`/v1/sessions/${sid}`);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error).toMatchObject({ code: 'rate_limited', limit: 'connections', max: CAROL_BUDGETS.maxConnections });
+    // Other keys are not counted against Carol's cap.
+    expect((await alice.get('/v1/sessions')).status).toBe(200);
+    aborts[0].abort();
+    await waitFor(async () => (await carol.get(`/v1/sessions/${sid}`)).status === 200, 10_000, 50);
+    for (const a of aborts.slice(1)) a.abort();
+    expect((await carol.delete(`/v1/sessions/${sid}`)).status).toBe(204);
   });
 });
 

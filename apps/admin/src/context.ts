@@ -72,7 +72,8 @@ export async function openAdmin(g: GlobalOptions, env: NodeJS.ProcessEnv = proce
     redisError = errMsg(err);
     redis.disconnect();
   }
-  const core = createCore(config, { logger, redis });
+  // With the files service: ending a hibernated session (kill, hibernated --purge) deletes its saved state.
+  const core = createCore(config, { logger, redis, files: true });
   const inventory = new SessionInventory({
     redis,
     redisError,

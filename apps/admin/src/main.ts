@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { envDefault, isSessionboxError } from '@sessionbox/core';
 import { cleanupCommand } from './commands/cleanup';
+import { hibernatedCommand } from './commands/hibernated';
 import { inspectCommand } from './commands/inspect';
 import { killCommand } from './commands/kill';
 import { lsCommand } from './commands/ls';
@@ -49,10 +50,11 @@ Examples:
   sessionbox-admin inspect <session-id>
   sessionbox-admin kill <session-id>...
   sessionbox-admin cleanup --dry-run
+  sessionbox-admin hibernated [--purge]
   SESSIONBOX_URL=http://127.0.0.1:8000 sessionbox-admin cleanup --dry-run   # through the API
   npm run admin -- ls --json`,
     );
-  for (const cmd of [lsCommand(io, setExit), inspectCommand(io, setExit), killCommand(io, setExit), cleanupCommand(io, setExit)]) {
+  for (const cmd of [lsCommand(io, setExit), inspectCommand(io, setExit), killCommand(io, setExit), cleanupCommand(io, setExit), hibernatedCommand(io, setExit)]) {
     cmd.addHelpText('after', `\n${SCOPE_HELP}`);
     program.addCommand(cmd.exitOverride().configureOutput({ writeOut: (s) => io.out.write(s), writeErr: (s) => io.err.write(s) }).showHelpAfterError('(add --help for usage)'));
   }

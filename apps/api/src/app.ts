@@ -18,6 +18,7 @@ export function createApp(ctx: ApiContext, extra: RouterFactory[] = [], intake?:
   app.set('trust proxy', 'loopback');
   if (intake) app.use(intake);
   app.use(authenticate(ctx.config));
+  app.use(ctx.connections.middleware());
   // JSON-escaped code can be several times its raw size; the 1 MiB cap on code itself is checked after parsing.
   const json = express.json({ limit: ctx.config.maxCodeBytes * 6 + 64 * 1024, strict: false });
   // A raw file upload (PUT …/files/<path>) is stored byte for byte, even when it is declared as JSON.

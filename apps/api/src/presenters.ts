@@ -37,5 +37,6 @@ export function toApiExecution(rec: ExecutionRecord, base: string): Execution {
     stdoutTruncated: rec.stdoutTruncated,
     stderrTruncated: rec.stderrTruncated,
     notes: rec.notes,
+    ...(rec.restored ? { restored: true } : {}),
   };
 }

@@ -1,3 +1,4 @@
+import { ConnectionCaps } from './connection-caps';
 import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -58,7 +59,8 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     maxCodeBytes: config.maxCodeBytes,
     maxTimeoutMs: config.maxTimeoutMs,
   });
-  const ctx: ApiContext = { config, core, executions, events, queues, logger, metrics, files };
+  const connections = new ConnectionCaps(core.sessions.opts.limits ?? null);
+  const ctx: ApiContext = { config, core, executions, events, queues, logger, metrics, files, connections };
   void events.start().catch((err) => logger.warn({ err: errMsg(err) }, 'event subscription failed; will retry'));
   const drain = new RequestDrain();
   const app = createApp(ctx, [...extraRouters, ...(opts.extra ?? [])], drain.middleware);

@@ -10,6 +10,7 @@ control pipes carry one JSON object per line:
   <- {"ev": "figure", "index", "pngB64", "width", "height"}   any number per exec
   <- {"ev": "note", "text"}                                   any number per exec
   <- {"ev": "done", "id", "status": "succeeded"|"failed", "result", "error"}   one per exec
+  -> {"op": "dump"|"load", "id", "path", "maxBytes"}   hibernation (state.py); done's result is JSON
 
 After "ready" and after each "done" it stops itself (SIGSTOP) until the supervisor continues it
 with the next request: the supervisor ends a run only once the kernel is stopped, so user code
@@ -37,6 +38,8 @@ import sys
 import threading
 import traceback
 import types
+
+import state
 
 CTL_IN, CTL_OUT = 3, 4
 KERNEL_FILE = os.path.abspath(__file__)
@@ -389,6 +392,8 @@ class Kernel:
                 continue
             if isinstance(req, dict) and req.get("op") == "exec":
                 self.handle_exec(req)
+            elif isinstance(req, dict) and req.get("op") in ("dump", "load"):
+                self.handle_state(req)
         os._exit(0)  # the supervisor closed the pipe
 
     def on_sigint(self, signum, frame):
@@ -412,6 +417,18 @@ class Kernel:
         _ensure_stdin()
         signal.signal(signal.SIGINT, self.on_sigint)
         self.interrupt_pending = False  # a SIGINT for this run, come too late
+        self.send({"ev": "done", "id": req.get("id"), "status": status, "result": result, "error": error})
+
+    def handle_state(self, req):
+        status, result, error = "failed", None, None
+        try:
+            if req["op"] == "dump":
+                out = state.dump(self.ns, str(req["path"]), int(req.get("maxBytes", 1 << 30)))
+            else:
+                out = state.load(self.ns, str(req["path"]))
+            status, result = "succeeded", json.dumps(out)
+        except BaseException as exc:
+            error = {"name": type(exc).__name__, "value": str(exc)[:2000], "traceback": ""}
         self.send({"ev": "done", "id": req.get("id"), "status": status, "result": result, "error": error})
 
     def execute(self, req):

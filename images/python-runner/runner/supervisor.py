@@ -357,6 +357,25 @@ class Supervisor:
             "maxFigureBytes": min(int_field(req, "maxFigureBytes", DEFAULT_MAX_FIGURE_BYTES, 0), 6 << 20),
         })
 
+    def op_hibernate(self, req_id, req):
+        """Saves the user's namespace to a file (kernel "dump"); answered like an exec."""
+        self.queue_state_op(req_id, req, "dump")
+
+    def op_wake(self, req_id, req):
+        """Loads a namespace "hibernate" saved (kernel "load"); answered like an exec."""
+        self.queue_state_op(req_id, req, "load")
+
+    def queue_state_op(self, req_id, req, kernel_op):
+        if not isinstance(req.get("path"), str):
+            raise FileError(ErrorCode.BAD_REQUEST, "path must be a string")
+        self.queue.append({
+            "id": req_id, "kernelOp": kernel_op, "path": req["path"],
+            "maxBytes": int_field(req, "maxBytes", 1 << 30),
+            "timeoutMs": int_field(req, "timeoutMs", DEFAULT_TIMEOUT_MS),
+            "maxOutputBytes": DEFAULT_MAX_OUTPUT, "maxFigures": 0,
+            "maxFigurePixels": DEFAULT_MAX_FIGURE_PIXELS, "maxFigureBytes": DEFAULT_MAX_FIGURE_BYTES,
+        })
+
     def op_abort(self, req_id, req):
         if self.run and self.run.id == req_id:
             self.stop_run("aborted")
@@ -577,10 +596,14 @@ class Supervisor:
         self.emit({"ev": "started", "id": run.id})
         try:
             # Continued only once the request is in the pipe (continued without one, it stops again).
-            self.kernel.send({
-                "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
-                "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
-            }, wake=self.kernel.resume)
+            if "kernelOp" in req:
+                msg = {"op": req["kernelOp"], "id": run.id, "path": req["path"], "maxBytes": req["maxBytes"]}
+            else:
+                msg = {
+                    "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
+                    "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
+                }
+            self.kernel.send(msg, wake=self.kernel.resume)
         except OSError as exc:
             log(f"cannot reach the kernel: {exc}")
             self.kill_kernel()

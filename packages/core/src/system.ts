@@ -57,6 +57,7 @@ export function createCore(
     image: config.image,
     ociRuntime: config.runtime,
     defaultTtlSeconds: config.defaultTtlSeconds,
+    onIdle: config.onIdle,
     logger: deps.logger,
     metrics: deps.metrics,
     limits: new KeyLimits({
@@ -71,6 +72,11 @@ export function createCore(
         maxQueuedExecutions: config.keyMaxQueuedExecutions,
         maxMemoryMb: config.keyMaxMemoryMb,
         maxCpus: config.keyMaxCpus,
+        maxFigureBytes: config.keyMaxFigureBytes,
+        maxArchives: config.keyMaxArchives,
+        maxArchiveBytes: config.keyMaxArchiveBytes,
+        archiveSeconds: config.archiveSeconds,
+        maxConnections: config.keyMaxConnections,
       },
       logger: deps.logger,
       executionState: async (id) => {

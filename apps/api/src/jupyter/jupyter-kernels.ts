@@ -89,7 +89,7 @@ export class JupyterKernels {
 
   /** Reading the model is no activity: polling clients must not keep a kernel past its TTL. */
   async get(id: string, caller: Caller): Promise<KernelModel> {
-    return this.model(await this.ctx.core.sessions.getLive(id, caller, false));
+    return this.model(await this.ctx.core.sessions.getLive(id, caller, false, false));
   }
 
   async shutdown(id: string, caller: Caller): Promise<void> {

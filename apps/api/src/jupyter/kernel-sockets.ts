@@ -62,6 +62,8 @@ export function attachKernelSockets(ctx: ApiContext, server: Server): KernelSock
       const caller = authenticate(req);
       const id = decodeURIComponent(m[1]);
       await kernels.get(id, caller); // 404 unknown or another tenant's, 410 ended
+      const release = ctx.connections.acquire(caller);
+      socket.once('close', release);
       wss.handleUpgrade(req, socket, head, (ws) => new KernelConnection(ctx, kernels, ws, id, caller).start());
     } catch (err) {
       if (isSessionboxError(err)) return refuse(socket, err);

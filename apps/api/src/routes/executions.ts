@@ -46,7 +46,7 @@ export function executionsRouter(ctx: ApiContext): Router {
 
   r.get('/v1/sessions/:id/figures/:figureId', async (req, res) => {
     const sessionId = sessionIdParam(String(req.params.id));
-    await ctx.core.sessions.getLive(sessionId, caller(req), false);
+    await ctx.core.sessions.getLive(sessionId, caller(req), false, false);
     const png = await ctx.core.executionStore.getFigure(String(req.params.figureId), sessionId);
     if (!png) throw new NotFoundError('figure', String(req.params.figureId));
     res.type('image/png').setHeader('Cache-Control', 'private, max-age=3600');

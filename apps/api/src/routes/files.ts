@@ -116,7 +116,7 @@ export function filesRouter(ctx: ApiContext): Router {
    */
   const withinSessionCap = async (req: Request, _res: Response, next: NextFunction) => {
     const sessionId = typeof req.params.id === 'string' ? sessionIdParam(req.params.id) : target(req).sessionId;
-    const rec = await ctx.core.sessions.getLive(sessionId, caller(req), false);
+    const rec = await ctx.core.sessions.getLive(sessionId, caller(req), false, false);
     // Multipart framing adds a little per part on top of the files themselves.
     const cap = files.sessionCap(rec) + 64 * 1024;
     if (Number(req.headers['content-length'] ?? 0) > cap) {

@@ -76,7 +76,7 @@ export function sessionsRouter(ctx: ApiContext): Router {
   });
 
   r.get('/v1/sessions/:id', async (req, res) => {
-    const rec = await sessions.getLive(sessionIdParam(String(req.params.id)), caller(req));
+    const rec = await sessions.getLive(sessionIdParam(String(req.params.id)), caller(req), false, false);
     res.json(toApiSession(rec));
   });
 

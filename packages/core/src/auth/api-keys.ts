@@ -13,6 +13,12 @@ export interface ApiKey {
   maxSessions: number | null;
   /** null: the `SESSIONBOX_KEY_EXECUTIONS_PER_MINUTE` default. */
   executionsPerMinute: number | null;
+  /** Set only in `SESSIONBOX_API_KEYS_FILE`; unset: the `SESSIONBOX_KEY_*` (or `SESSIONBOX_ARCHIVE_SECONDS`) default. */
+  maxFigureBytes?: number;
+  maxArchives?: number;
+  maxArchiveBytes?: number;
+  archiveSeconds?: number;
+  maxConnections?: number;
 }
 
 const KeyName = z
@@ -25,11 +31,25 @@ const KeySecret = z
   .regex(/^[\x21-\x7e]+$/, 'an API key is printable ASCII without spaces');
 const Limit = z.number().int().min(0).nullable().default(null);
 
+const Budget = z.number().int().min(0).optional();
 const ApiKeyEntry = z
-  .object({ name: KeyName, key: KeySecret, maxSessions: Limit, executionsPerMinute: Limit })
+  .object({
+    name: KeyName,
+    key: KeySecret,
+    maxSessions: Limit,
+    executionsPerMinute: Limit,
+    maxFigureBytes: Budget,
+    maxArchives: Budget,
+    maxArchiveBytes: Budget,
+    archiveSeconds: z.number().int().min(1).optional(),
+    maxConnections: Budget,
+  })
   .strict();
 
-/** `SESSIONBOX_API_KEYS_FILE`: `[{ "name", "key", "maxSessions"?, "executionsPerMinute"? }]` or `{ "name": "key" }`. */
+/**
+ * `SESSIONBOX_API_KEYS_FILE`: `[{ "name", "key", "maxSessions"?, "executionsPerMinute"?, "maxFigureBytes"?,
+ * "maxArchives"?, "maxArchiveBytes"?, "archiveSeconds"?, "maxConnections"? }]` or `{ "name": "key" }`.
+ */
 const KeysFile = z.union([
   z.array(ApiKeyEntry),
   z.record(KeyName, KeySecret).transform((m) => Object.entries(m).map(([name, key]) => ({ name, key, maxSessions: null, executionsPerMinute: null }))),

@@ -1,2 +1,3 @@
 export { ApiKeyring } from './api-keys';
 export type { Caller } from './caller';
+export type { KeyLimits } from './key-limits';

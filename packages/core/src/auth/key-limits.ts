@@ -22,6 +22,16 @@ export interface OwnerLimits {
   maxMemoryMb?: number | null;
   /** cpus over the live sessions; null = no budget. */
   maxCpus?: number | null;
+  /** Figure bytes over the key's sessions (each session has its own cap too); null = no budget. */
+  maxFigureBytes?: number | null;
+  /** Archives the key holds at once; a new one evicts the oldest; null = no limit. */
+  maxArchives?: number | null;
+  /** Bytes of the key's archives; a new one evicts the oldest; null = no budget. */
+  maxArchiveBytes?: number | null;
+  /** How long the key's archives are kept (SESSIONBOX_ARCHIVE_SECONDS unless the key says). */
+  archiveSeconds?: number;
+  /** Requests open at once on one API process; null = no limit. */
+  maxConnections?: number | null;
 }
 
 /** What one session holds against its key's budgets. */
@@ -76,11 +86,24 @@ export class KeyLimits {
 
   limitsFor(owner: string): OwnerLimits {
     const key = this.byName.get(owner);
+    const d = this.opts.defaults;
     return {
-      ...this.opts.defaults,
-      maxSessions: key?.maxSessions ?? this.opts.defaults.maxSessions,
-      executionsPerMinute: key?.executionsPerMinute ?? this.opts.defaults.executionsPerMinute,
+      ...d,
+      maxSessions: key?.maxSessions ?? d.maxSessions,
+      executionsPerMinute: key?.executionsPerMinute ?? d.executionsPerMinute,
+      maxFigureBytes: key?.maxFigureBytes ?? d.maxFigureBytes,
+      maxArchives: key?.maxArchives ?? d.maxArchives,
+      maxArchiveBytes: key?.maxArchiveBytes ?? d.maxArchiveBytes,
+      archiveSeconds: key?.archiveSeconds ?? d.archiveSeconds,
+      maxConnections: key?.maxConnections ?? d.maxConnections,
     };
+  }
+
+  /** A budget as a number the Lua scripts read: -1 for none (null, unset or 0), and none for the admin. */
+  budget(owner: string, name: 'maxFigureBytes' | 'maxArchives' | 'maxArchiveBytes' | 'maxConnections'): number {
+    if (owner === '*') return -1;
+    const n = this.limitsFor(owner)[name];
+    return noLimit(n) ? -1 : n!;
   }
 
   /**

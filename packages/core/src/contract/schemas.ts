@@ -31,18 +31,24 @@ export const Metadata = z
   .refine((m) => Object.keys(m).length <= 16, { message: 'at most 16 keys' })
   .meta({ id: 'Metadata', description: 'Free-form string labels (≤ 16 keys).' });
 
+export const OnIdle = z.enum(['hibernate', 'destroy']);
+export type OnIdle = z.infer<typeof OnIdle>;
+
 export const CreateSessionBody = z
   .object({
     ttlSeconds: z.number().int().min(10).max(86400).optional().meta({ description: 'Idle TTL in seconds (default 600).' }),
     limits: Limits.partial().strict().optional(),
     metadata: Metadata.optional(),
     restoreFrom: z.uuid().optional().meta({ description: 'Id of an expired or deleted session whose files to restore.' }),
+    onIdle: OnIdle.optional().meta({
+      description: 'At the idle TTL: "destroy" ends the session; "hibernate" saves its variables and files, removes the container and wakes it on the next use (default: the operator\'s SESSIONBOX_ON_IDLE).',
+    }),
   })
   .strict()
   .meta({ id: 'CreateSessionRequest' });
 export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
 
-export const SessionStatus = z.enum(['ready', 'busy', 'terminated']);
+export const SessionStatus = z.enum(['ready', 'busy', 'hibernated', 'terminated']);
 export type SessionStatus = z.infer<typeof SessionStatus>;
 
 export const Session = z
@@ -65,6 +71,9 @@ export const Session = z
       .optional()
       .meta({ description: 'Always false on a restored session: files come back, variables and imports do not.' }),
     notes: z.array(z.string()).optional().meta({ description: 'Remarks on how the session was made, e.g. what a restore brought back.' }),
+    onIdle: OnIdle.optional(),
+    hibernatedAt: z.iso.datetime().nullable().optional().meta({ description: 'When it hibernated (status "hibernated").' }),
+    wakeUntil: z.iso.datetime().nullable().optional().meta({ description: 'Until when a hibernated session wakes on use; after that it ends for good.' }),
   })
   .meta({ id: 'Session' });
 export type Session = z.infer<typeof Session>;
@@ -157,6 +166,7 @@ export const Execution = z
     finishedAt: z.iso.datetime().nullable(),
     durationMs: z.number().int().nullable(),
     timeoutMs: z.number().int(),
+    restored: z.boolean().optional().meta({ description: 'This run woke its hibernated session: its saved state was restored first (see notes).' }),
   })
   .meta({ id: 'Execution' });
 export type Execution = z.infer<typeof Execution>;

@@ -30,6 +30,7 @@ export const ErrorCode = {
   SessionTerminated: 'session_terminated',
   ArchiveUnavailable: 'archive_unavailable',
   ArchiveExpired: 'archive_expired',
+  HibernationLost: 'hibernation_lost',
   // 413
   PayloadTooLarge: 'payload_too_large',
   FileTooLarge: 'file_too_large',
@@ -52,6 +53,8 @@ export const ErrorCode = {
   ContainerStartFailed: 'container_start_failed',
   HostUnknown: 'host_unknown',
   SessionUnreachable: 'session_unreachable',
+  WakeUnavailable: 'wake_unavailable',
+  WakeTimeout: 'wake_timeout',
   StreamFailed: 'stream_failed',
   ConsoleNotBuilt: 'console_not_built',
   ShuttingDown: 'shutting_down',

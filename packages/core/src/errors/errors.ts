@@ -99,7 +99,9 @@ type UnavailableCode =
   | typeof ErrorCode.HostUnknown
   | typeof ErrorCode.SessionUnreachable
   | typeof ErrorCode.StreamFailed
-  | typeof ErrorCode.ShuttingDown;
+  | typeof ErrorCode.ShuttingDown
+  | typeof ErrorCode.WakeUnavailable
+  | typeof ErrorCode.WakeTimeout;
 
 export class UnavailableError extends SessionboxError {
   constructor(code: UnavailableCode, message: string) {

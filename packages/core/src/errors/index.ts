@@ -11,6 +11,7 @@ export {
   FileTooLargeError,
   UnsupportedMediaTypeError,
   UnavailableError,
+  RateLimitedError,
   ChannelClosedError,
   PythonEscapeError,
   isSessionboxError,

@@ -175,7 +175,7 @@ export class ExecutionProcessor {
         flushTimer ??= setTimeout(flush, OUTPUT_BATCH_MS);
       } else if (e.ev === 'figure') {
         flush();
-        chain = chain.then(() => this.onFigure(rec, e)).catch(warn);
+        chain = chain.then(() => this.onFigure(rec, session.owner, e)).catch(warn);
       }
     };
 
@@ -289,7 +289,7 @@ export class ExecutionProcessor {
     return { type: e.ev as 'stdout' | 'stderr', data };
   }
 
-  private async onFigure(rec: ExecutionRecord, e: KernelEvent) {
+  private async onFigure(rec: ExecutionRecord, owner: string, e: KernelEvent) {
     const { executions } = this.opts;
     const log = this.opts.logger.child({ executionId: rec.id, sessionId: rec.sessionId });
     if (typeof e.pngB64 !== 'string' || rec.figures.length >= this.opts.maxFigures) return;
@@ -303,9 +303,10 @@ export class ExecutionProcessor {
     }
     const bytes = (this.figureBytes.get(rec) ?? 0) + png.length;
     if (bytes > MAX_FIGURE_BYTES_PER_EXECUTION) return this.dropFigure(rec, `figures past ${MAX_FIGURE_BYTES_PER_EXECUTION} bytes in one run were dropped`);
-    if (!(await executions.reserveFigureBytes(rec.sessionId, png.length, this.opts.maxSessionFigureBytes))) {
-      return this.dropFigure(rec, `the session's figures reached ${this.opts.maxSessionFigureBytes} bytes: this figure was dropped`);
-    }
+    const keyMax = this.opts.sessions.opts.limits?.budget(owner, 'maxFigureBytes') ?? -1;
+    const refused = await executions.reserveFigureBytes({ sessionId: rec.sessionId, owner, bytes: png.length, sessionMax: this.opts.maxSessionFigureBytes, keyMax });
+    if (refused === 'session') return this.dropFigure(rec, `the session's figures reached ${this.opts.maxSessionFigureBytes} bytes: this figure was dropped`);
+    if (refused === 'key') return this.dropFigure(rec, `the figures of this API key's sessions reached ${keyMax} bytes: this figure was dropped`);
     this.figureBytes.set(rec, bytes);
     const figure = { id: uuidv4(), width: checked.width, height: checked.height };
     await executions.putFigure(rec.sessionId, figure.id, png);

@@ -52,6 +52,9 @@ export class ExecutionService {
     try {
       const seq = await this.opts.sessions.store.nextSeq(sessionId);
       rec = newExecutionRecord({ id, sessionId, seq, code: body.code, timeoutMs });
+      // The first run after a wake carries what the wake could not restore.
+      const wokeNotes = await this.opts.sessions.store.takeWakeNotes(sessionId);
+      if (wokeNotes) Object.assign(rec, { restored: true, notes: [...wokeNotes] });
       // The record, whether its turn has come, and the session's touch (its idle TTL starts over) in one transaction.
       const m = this.opts.executions.multi();
       this.turns.queueIsDue(m, sessionId, seq);

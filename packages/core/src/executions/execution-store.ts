@@ -1,5 +1,6 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { Keys } from '../infra/keys';
+import { defineScripts } from '../infra/redis-scripts';
 import { pendingOutcome, type ExecutionOutcome, type ExecutionStatus } from '../contract/schemas';
 import { throwOnMultiError } from '../sessions/session-store';
 
@@ -30,6 +31,8 @@ export interface ExecutionRecord extends ExecutionOutcome {
   startedAt: number | null;
   finishedAt: number | null;
   workerId: string | null;
+  /** This run woke a hibernated session. */
+  restored?: boolean;
 }
 
 export type ExecutionEvent =
@@ -71,7 +74,7 @@ export class ExecutionStore {
   private readonly retention: number;
 
   constructor(opts: ExecutionStoreOptions) {
-    this.redis = opts.redis;
+    this.redis = defineScripts(opts.redis);
     this.keys = new Keys(opts.namespace);
     this.retention = opts.retentionSeconds;
   }
@@ -187,13 +190,26 @@ export class ExecutionStore {
     return this.redis.del(...keys);
   }
 
-  /** Counts `bytes` against the session's figure budget; false (and nothing counted) when they do not fit. */
-  async reserveFigureBytes(sessionId: string, bytes: number, max: number): Promise<boolean> {
-    const key = this.keys.sessionFigureBytes(sessionId);
-    const [[, total]] = (await this.redis.multi().incrby(key, bytes).expire(key, this.retention).exec()) as [[null, number], unknown];
-    if (total <= max) return true;
-    await this.redis.decrby(key, bytes);
-    return false;
+  /**
+   * Counts `bytes` against the session's figure cap and its key's figure budget (`keyMax` < 0: none),
+   * or counts nothing and says which one they would pass.
+   */
+  async reserveFigureBytes(p: { sessionId: string; owner: string; bytes: number; sessionMax: number; keyMax: number }): Promise<'ok' | 'session' | 'key'> {
+    const ownerKey = this.keys.ownerFigureBytes(p.owner);
+    const reserve = async () =>
+      String(await this.redis.sbFigureReserve(this.keys.sessionFigureBytes(p.sessionId), ownerKey, p.bytes, p.sessionMax, p.keyMax, p.sessionId, this.retention));
+    let answer = await reserve();
+    if (answer === 'key') {
+      // Sessions whose figures were dropped (or lapsed) still count in the key's hash until looked at.
+      const held = await this.redis.hgetall(ownerKey);
+      const ids = Object.keys(held);
+      const now = ids.length ? await this.redis.mget(...ids.map((id) => this.keys.sessionFigureBytes(id))) : [];
+      const m = this.redis.multi();
+      ids.forEach((id, i) => (now[i] === null ? m.hdel(ownerKey, id) : m.hset(ownerKey, id, now[i]!)));
+      await m.exec();
+      answer = await reserve();
+    }
+    return answer as 'ok' | 'session' | 'key';
   }
 
   /** With `sessionId`, only a figure that session made (so a figure id never opens another tenant's figure). */

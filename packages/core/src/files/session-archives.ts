@@ -8,6 +8,7 @@ import type { Caller } from '../auth/caller';
 import type { CreateSessionBody, Limits } from '../contract/schemas';
 import { FileTooLargeError, NotFoundError, SessionboxError } from '../errors/errors';
 import { Keys } from '../infra/keys';
+import { errMsg } from '../infra/err-msg';
 import type { Metrics } from '../infra/metrics';
 import type { KernelEvent } from '../runtime/kernel-channel';
 import type { SessionService, TerminateOptions } from '../sessions/session-service';
@@ -75,6 +76,12 @@ export class SessionArchives {
 
   /** For `SessionService`'s `beforeTerminate`: archive on expiry, or on delete with keep=files. */
   async beforeTerminate(rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions = {}): Promise<void> {
+    if (rec.status === 'hibernated') {
+      // Its archive holds the saved state: it goes with the session (DELETE, or past wakeUntil),
+      // unless a DELETE with keep=files asked to keep the files for a restore.
+      if (!opts.keepFiles || reason === 'expired') await this.drop(rec.id);
+      return;
+    }
     if (reason !== 'expired' && !opts.keepFiles) return;
     if (rec.status === 'terminated') return;
     try {
@@ -102,21 +109,27 @@ export class SessionArchives {
   }
 
   /** Copies the working directory out of a live container into `<archiveDir>/<namespace>/`. */
-  async archive(rec: SessionRecord, reason: TerminationReason): Promise<ArchiveInfo> {
+  async archive(rec: SessionRecord, reason: TerminationReason, keep: { until?: number; extraBytes?: number } = {}): Promise<ArchiveInfo> {
     const parts: Buffer[] = [];
     let done: KernelEvent;
+    const maxBytes = this.opts.maxArchiveBytes + (keep.extraBytes ?? 0);
     try {
-      done = await this.fileops.run(rec, { op: 'archive', maxBytes: this.opts.maxArchiveBytes }, { onChunk: (b) => void parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS });
+      done = await this.fileops.run(rec, { op: 'archive', maxBytes }, { onChunk: (b) => void parts.push(b), timeoutMs: ARCHIVE_TIMEOUT_MS });
     } catch (err) {
       if (err instanceof FileTooLargeError) {
-        throw new FileTooLargeError('archive_too_large', `the working directory is over the ${this.opts.maxArchiveBytes} byte archive cap`);
+        throw new FileTooLargeError('archive_too_large', `the working directory is over the ${maxBytes} byte archive cap`);
       }
       throw err;
     }
     const data = Buffer.concat(parts);
     if (data.length !== Number(done.size)) throw new Error(`archive of ${rec.id}: got ${data.length} of ${done.size} bytes`);
+    const limits = this.opts.sessions.opts.limits;
+    const keyBytes = limits?.budget(rec.owner, 'maxArchiveBytes') ?? -1;
+    if (keyBytes >= 0 && data.length > keyBytes) {
+      throw new FileTooLargeError('archive_too_large', `the working directory (${data.length} bytes packed) is over this API key's archive budget of ${keyBytes} bytes`);
+    }
     const createdAt = Date.now();
-    const expiresAt = createdAt + this.opts.archiveSeconds * 1000;
+    const expiresAt = keep.until ?? createdAt + (limits?.limitsFor(rec.owner).archiveSeconds ?? this.opts.archiveSeconds) * 1000;
     const file = `${rec.id}.${expiresAt}.tar.gz`;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = join(this.dir, `${file}.tmp`);
@@ -137,8 +150,47 @@ export class SessionArchives {
     };
     await this.opts.redis.set(this.keys.archive(rec.id), JSON.stringify(info), 'PXAT', expiresAt);
     this.archives.inc({ outcome: 'created' });
+    // A hibernated session's state is not evicted for room (it has its own retention and its
+    // session's memory as cap): only archives of ended sessions count against the key's budgets.
+    if (keep.until === undefined) {
+      await this.keepWithinKeyBudget(info).catch((err) =>
+        this.opts.logger.warn({ owner: rec.owner, err: errMsg(err) }, 'could not apply the key archive budget'),
+      );
+    }
     this.opts.logger.info({ sessionId: rec.id, bytes: data.length, files: info.files, expiresAt: new Date(expiresAt).toISOString() }, 'session files archived');
     return info;
+  }
+
+  /**
+   * Counts a new archive against its key's count and byte budgets, then deletes that key's oldest
+   * archives until it is within both again (the newest is kept: it is what the user just asked for).
+   */
+  private async keepWithinKeyBudget(info: ArchiveInfo): Promise<void> {
+    const limits = this.opts.sessions.opts.limits;
+    if (!limits || info.owner === '*') return;
+    const [maxCount, maxBytes] = [limits.budget(info.owner, 'maxArchives'), limits.budget(info.owner, 'maxArchiveBytes')];
+    const listKey = this.keys.ownerArchives(info.owner);
+    const redis = this.opts.redis;
+    await redis.zadd(listKey, info.createdAt, info.sessionId);
+    if (maxCount < 0 && maxBytes < 0) return;
+    const ids = await redis.zrange(listKey, 0, -1);
+    const infos = await Promise.all(ids.map((id) => this.archiveInfo(id)));
+    // Archives that lapsed (or were swept) leave the key's lists here.
+    const live = ids.flatMap((id, i) => (infos[i] && infos[i]!.expiresAt > Date.now() ? [infos[i]!] : []));
+    const gone = ids.filter((id) => !live.some((a) => a.sessionId === id));
+    let [count, bytes] = [live.length, live.reduce((n, a) => n + a.size, 0)];
+    for (const old of live) {
+      if (old.sessionId === info.sessionId) continue;
+      if ((maxCount < 0 || count <= maxCount) && (maxBytes < 0 || bytes <= maxBytes)) break;
+      await unlink(join(this.dir, old.file)).catch(() => undefined);
+      await redis.del(this.keys.archive(old.sessionId));
+      gone.push(old.sessionId);
+      count--;
+      bytes -= old.size;
+      this.archives.inc({ outcome: 'evicted' });
+      this.opts.logger.info({ sessionId: old.sessionId, owner: info.owner, maxCount, maxBytes }, 'archive evicted: its API key is over its archive budget');
+    }
+    if (gone.length) await redis.zrem(listKey, ...gone);
   }
 
   /**
@@ -164,13 +216,7 @@ export class SessionArchives {
       }
       throw new NotFoundError('archive', fromId);
     }
-    let data: Buffer;
-    try {
-      if (info.expiresAt <= Date.now()) throw new Error('lapsed');
-      data = await readFile(join(this.dir, info.file));
-    } catch {
-      throw new SessionboxError('archive_expired', `the archive of session ${fromId} has lapsed`, 410);
-    }
+    const data = await this.archiveBytes(info);
     // The new session keeps the old one's TTL, limits and metadata unless the request sets them.
     const { restoreFrom: _, ...rest } = body;
     const wanted: CreateSessionBody = {
@@ -192,6 +238,27 @@ export class SessionArchives {
     this.archives.inc({ outcome: 'restored' });
     this.opts.logger.info({ sessionId: session.id, restoredFrom: fromId, files: info.files }, 'session restored from archive');
     return { session, files: info.files, archiveBytes: info.size };
+  }
+
+  /** The archive file's bytes; 410 once it lapsed. */
+  async archiveBytes(info: ArchiveInfo): Promise<Buffer> {
+    try {
+      if (info.expiresAt <= Date.now()) throw new Error('lapsed');
+      return await readFile(join(this.dir, info.file));
+    } catch {
+      throw new SessionboxError('archive_expired', `the archive of session ${info.sessionId} has lapsed`, 410);
+    }
+  }
+
+  /** Deletes a session's archive (file and record) now; false when it had none. */
+  async drop(sessionId: string): Promise<boolean> {
+    // By name too: the record lapses at the archive's expiry, before the sweep removes the file.
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const files = names.filter((n) => ARCHIVE_NAME.exec(n)?.[1] === sessionId);
+    for (const f of files) await unlink(join(this.dir, f)).catch(() => undefined);
+    const had = (await this.opts.redis.del(this.keys.archive(sessionId))) > 0 || files.length > 0;
+    if (had) this.archives.inc({ outcome: 'dropped' });
+    return had;
   }
 
   /** Deletes archives past their time (and temp files a crash left); returns how many files went. */

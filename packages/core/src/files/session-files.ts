@@ -10,6 +10,7 @@ import type { SessionRecord } from '../sessions/session-store';
 import { FileOpsClient } from './fileops-client';
 import { LiveFiles, type FileDownload, type SessionFile } from './live-files';
 import { SessionArchives, type ArchiveInfo, type RestoreResult } from './session-archives';
+import { SessionHibernation } from './session-hibernation';
 
 export interface SessionFilesOptions {
   sessions: SessionService;
@@ -21,6 +22,10 @@ export interface SessionFilesOptions {
   archiveSeconds: number;
   maxArchiveBytes: number;
   archiveDir: string;
+  /** How long a hibernated session can wake (issue 17). */
+  hibernateRetentionSeconds: number;
+  /** Cap on one session's saved state; null = its memory limit. */
+  hibernateMaxStateBytes: number | null;
   logger: Logger;
   metrics?: Metrics;
   requestTimeoutMs?: number;
@@ -34,11 +39,13 @@ export interface SessionFilesOptions {
 export class SessionFiles {
   readonly live: LiveFiles;
   readonly archives: SessionArchives;
+  readonly hibernation: SessionHibernation;
 
   constructor(readonly opts: SessionFilesOptions) {
     const fileops = new FileOpsClient((host) => opts.sessions.runtime(host), opts.requestTimeoutMs);
     this.live = new LiveFiles({ ...opts, fileops });
     this.archives = new SessionArchives({ ...opts, fileops });
+    this.hibernation = new SessionHibernation({ ...opts, fileops, archives: this.archives, retentionSeconds: opts.hibernateRetentionSeconds, maxStateBytes: opts.hibernateMaxStateBytes });
   }
 
   sessionCap(rec: Pick<SessionRecord, 'limits'>): number {
@@ -87,12 +94,22 @@ export class SessionFiles {
  * Session hooks for `createCore(config, { sessionHooks })`, forwarding to a SessionFiles that is
  * made after the core (it needs the core's SessionService).
  */
-export function sessionFilesHooks(get: () => SessionFiles | undefined): Pick<SessionServiceOptions, 'beforeTerminate' | 'goneDetails'> {
+export function sessionFilesHooks(get: () => SessionFiles | undefined): Pick<SessionServiceOptions, 'beforeTerminate' | 'goneDetails' | 'hibernate' | 'wake'> {
   return {
     beforeTerminate: async (rec, reason, opts) => {
       await get()?.beforeTerminate(rec, reason, opts);
     },
     goneDetails: async (rec) => (await get()?.goneDetails(rec)) ?? null,
+    hibernate: async (rec) => {
+      const files = get();
+      if (!files) throw new Error('no file service to hibernate with');
+      return files.hibernation.hibernate(rec);
+    },
+    wake: async (rec) => {
+      const files = get();
+      if (!files) throw new Error('no file service to wake with');
+      return files.hibernation.wake(rec);
+    },
   };
 }
 
@@ -108,5 +125,7 @@ export function createSessionFiles(
     archiveSeconds: config.archiveSeconds,
     maxArchiveBytes: config.maxArchiveBytes,
     archiveDir: config.archiveDir,
+    hibernateRetentionSeconds: config.hibernateRetentionSeconds,
+    hibernateMaxStateBytes: config.hibernateMaxStateBytes,
   });
 }

@@ -64,6 +64,10 @@ export const EnvSchema = z.object({
   /** Unset: each session's own diskMb, at most 500 MiB. */
   SESSIONBOX_MAX_SESSION_FILES_BYTES: z.coerce.number().int().min(1).optional(),
   SESSIONBOX_ARCHIVE_SECONDS: int(86400, 1),
+  SESSIONBOX_ON_IDLE: z.enum(['hibernate', 'destroy']).default('destroy'),
+  SESSIONBOX_HIBERNATE_RETENTION_SECONDS: int(7 * 86400, 10),
+  /** Unset: each session's own memory limit. */
+  SESSIONBOX_HIBERNATE_MAX_STATE_BYTES: z.coerce.number().int().min(1024).optional(),
   SESSIONBOX_MAX_ARCHIVE_BYTES: int(100 * 1024 * 1024, 1024),
   SESSIONBOX_ARCHIVE_DIR: z.string().min(1).default('/var/lib/sessionbox/archives'),
   SESSIONBOX_TOOL_TEXT_BUDGET: int(4000, 200, 1_000_000),
@@ -94,6 +98,14 @@ export const EnvSchema = z.object({
   SESSIONBOX_KEY_MAX_MEMORY_MB: optionalInt(),
   /** Unset: 50 per key when keys are configured, no budget otherwise; 0 = none. cpus over a key's live sessions. */
   SESSIONBOX_KEY_MAX_CPUS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().min(0).optional()),
+  /** Unset: 256 MiB per key when keys are configured, no budget otherwise; 0 = none. Figure bytes over a key's sessions. */
+  SESSIONBOX_KEY_MAX_FIGURE_BYTES: optionalInt(),
+  /** Unset: 100 per key when keys are configured, no limit otherwise; 0 = none. Archives (files kept after a session ended) a key holds; the oldest go first. */
+  SESSIONBOX_KEY_MAX_ARCHIVES: optionalInt(),
+  /** Unset: 2 GiB per key when keys are configured, no budget otherwise; 0 = none. Bytes of a key's archives; the oldest go first. */
+  SESSIONBOX_KEY_MAX_ARCHIVE_BYTES: optionalInt(),
+  /** Unset: 32 per key when keys are configured, no limit otherwise; 0 = none. Requests of a key open at once on one API process (event streams, downloads, `?wait=true`, WebSockets). */
+  SESSIONBOX_KEY_MAX_CONNECTIONS: optionalInt(),
   /** Ceilings of one session's limits (a create asking for more is refused with 400 naming the limit). */
   SESSIONBOX_MAX_MEMORY_MB: int(8192, 64, 65536),
   SESSIONBOX_MAX_DISK_MB: int(4096, 16, 16384),
@@ -167,6 +179,11 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     /** Cap on all files of one session; null = the session's diskMb, at most 500 MiB. */
     maxSessionFilesBytes: e.SESSIONBOX_MAX_SESSION_FILES_BYTES ?? null,
     archiveSeconds: e.SESSIONBOX_ARCHIVE_SECONDS,
+    /** What a session does at its idle TTL unless its create request says (issue 17). */
+    onIdle: e.SESSIONBOX_ON_IDLE,
+    hibernateRetentionSeconds: e.SESSIONBOX_HIBERNATE_RETENTION_SECONDS,
+    /** Cap on one session's saved state; null = its memory limit (never more than that). */
+    hibernateMaxStateBytes: e.SESSIONBOX_HIBERNATE_MAX_STATE_BYTES ?? null,
     maxArchiveBytes: e.SESSIONBOX_MAX_ARCHIVE_BYTES,
     archiveDir: e.SESSIONBOX_ARCHIVE_DIR,
     /** How often the worker deletes archives past their time: a quarter of their life, within [reaper interval, 1 min]. */
@@ -196,6 +213,10 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     keyMaxQueuedExecutions: e.SESSIONBOX_KEY_MAX_QUEUED_EXECUTIONS ?? (keyed ? 200 : null),
     keyMaxMemoryMb: e.SESSIONBOX_KEY_MAX_MEMORY_MB ?? (keyed ? 51200 : null),
     keyMaxCpus: e.SESSIONBOX_KEY_MAX_CPUS ?? (keyed ? 50 : null),
+    keyMaxFigureBytes: e.SESSIONBOX_KEY_MAX_FIGURE_BYTES ?? (keyed ? 256 * 1024 * 1024 : null),
+    keyMaxArchives: e.SESSIONBOX_KEY_MAX_ARCHIVES ?? (keyed ? 100 : null),
+    keyMaxArchiveBytes: e.SESSIONBOX_KEY_MAX_ARCHIVE_BYTES ?? (keyed ? 2 * 1024 * 1024 * 1024 : null),
+    keyMaxConnections: e.SESSIONBOX_KEY_MAX_CONNECTIONS ?? (keyed ? 32 : null),
     maxSessionLimits: { memoryMb: e.SESSIONBOX_MAX_MEMORY_MB, diskMb: e.SESSIONBOX_MAX_DISK_MB, cpus: e.SESSIONBOX_MAX_CPUS, pids: e.SESSIONBOX_MAX_PIDS },
     hostMemoryMb: e.SESSIONBOX_HOST_MEMORY_MB ?? null,
     hostMemoryOvercommit: e.SESSIONBOX_HOST_MEMORY_OVERCOMMIT,

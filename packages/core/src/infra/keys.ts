@@ -79,6 +79,14 @@ export class Keys {
   ownerInflight(owner: string) {
     return `${this.prefix}owner:${owner}:inflight`;
   }
+  /** hash of an API key's sessions -> bytes of figures each holds (its figure budget; execution-store.ts). */
+  ownerFigureBytes(owner: string) {
+    return `${this.prefix}owner:${owner}:figbytes`;
+  }
+  /** zset of an API key's archives (session ids), scored by creation (session-archives.ts). */
+  ownerArchives(owner: string) {
+    return `${this.prefix}owner:${owner}:archives`;
+  }
   /** zset of an API key's session records (live and tombstones), scored by creation: its listing. */
   ownerIndex(owner: string) {
     return `${this.prefix}owner:${owner}:index`;

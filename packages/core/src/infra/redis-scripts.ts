@@ -16,6 +16,7 @@ const SCRIPTS = {
   sbKeyReserveSession: { file: 'key-reserve-session', numberOfKeys: 2 },
   sbKeyAdmitExecution: { file: 'key-admit-execution', numberOfKeys: 1 },
   sbKeyCountExecution: { file: 'key-count-execution', numberOfKeys: 1 },
+  sbFigureReserve: { file: 'figure-reserve', numberOfKeys: 2 },
   sbPoolReserve: { file: 'pool-reserve', numberOfKeys: 2 },
   sbPoolPublish: { file: 'pool-publish', numberOfKeys: 2 },
 } as const;
@@ -40,6 +41,8 @@ declare module 'ioredis' {
     sbKeyAdmitExecution(ownerInFlight: string, sessionId: string, executionId: string, maxQueued: Arg, maxRunning: Arg, score: Arg): Result<string, Context>;
     /** KEYS owner executions; ARGV now, window, max, member → -1 when counted, else ms until a slot frees. */
     sbKeyCountExecution(ownerExecutions: string, now: Arg, windowMs: Arg, max: Arg, member: string): Result<number, Context>;
+    /** KEYS session figure bytes, owner figure bytes hash; ARGV bytes, session cap, key budget, session id, retention s → 'ok', 'session' or 'key'. */
+    sbFigureReserve(sessionBytes: string, ownerBytes: string, bytes: Arg, sessionMax: Arg, keyMax: Arg, sessionId: string, retentionSeconds: Arg): Result<string, Context>;
     /** KEYS pool list, filling zset; ARGV now, size, deadline, token → 1 when a slot was taken. */
     sbPoolReserve(list: string, filling: string, now: Arg, size: Arg, deadline: Arg, token: string): Result<number, Context>;
     /** KEYS pool list, filling zset; ARGV token, entry → 1 when listed (the slot was still held). */

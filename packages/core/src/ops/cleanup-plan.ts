@@ -44,7 +44,8 @@ export async function planCleanup(ctx: CleanupContext, input: CleanupPlanOptions
   const containers = new Map<string, ContainerInfo & { host: string }>();
   for (const h of listed) for (const c of h.containers) containers.set(c.id, { ...c, host: h.host });
 
-  const live = [...(records?.values() ?? [])].filter((r) => r.status !== 'terminated' && hosts.includes(r.host));
+  // Hibernated sessions have no container on purpose: the reaper ends them at wakeUntil.
+  const live = [...(records?.values() ?? [])].filter((r) => r.status !== 'terminated' && r.status !== 'hibernated' && hosts.includes(r.host));
   const planned = new Set<string>();
 
   if (wanted.has('expired') && !o.all) {

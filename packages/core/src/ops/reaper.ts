@@ -106,7 +106,7 @@ export class Reaper {
     if (this.stopped) return; // a death seen just before stop(): the next worker's reconcile settles it
     try {
       const rec = await this.opts.sessions.store.get(sessionId);
-      if (!rec || rec.status === 'terminated' || rec.containerId !== containerId) return;
+      if (!rec || rec.status === 'terminated' || rec.status === 'hibernated' || rec.containerId !== containerId) return;
       const info = await this.runtime.inspect(containerId);
       if (info?.running) return;
       if (await this.opts.sessions.terminate(rec, deathReason(info))) this.metrics.reaperActions.inc({ action: 'dead_container' });
@@ -141,8 +141,8 @@ export class Reaper {
   private async expire(rec: SessionRecord, now: number): Promise<boolean> {
     const { sessions, host, logger } = this.opts;
     try {
-      await sessions.terminate(rec, 'expired');
-      this.metrics.reaperActions.inc({ action: 'expired' });
+      const action = await sessions.idleOut(rec);
+      this.metrics.reaperActions.inc({ action });
       return true;
     } catch (err) {
       logger.error({ sessionId: rec.id, host, containerId: rec.containerId, err: errMsg(err) }, 'could not reap an expired session; will retry');

@@ -15,8 +15,8 @@ import { errMsg } from '../infra/err-msg';
  * - `pool`: a warm container listed in the pool list of its host;
  * - `unknown`: a container whose records could not be read (Redis down).
  */
-export type InventoryState = 'ready' | 'busy' | 'dead' | 'terminated' | 'orphan' | 'pool' | 'unknown';
-export const INVENTORY_STATES: readonly InventoryState[] = ['ready', 'busy', 'dead', 'terminated', 'orphan', 'pool', 'unknown'];
+export type InventoryState = 'ready' | 'busy' | 'hibernated' | 'dead' | 'terminated' | 'orphan' | 'pool' | 'unknown';
+export const INVENTORY_STATES: readonly InventoryState[] = ['ready', 'busy', 'hibernated', 'dead', 'terminated', 'orphan', 'pool', 'unknown'];
 
 export interface PoolListEntry {
   host: string;
@@ -240,10 +240,11 @@ export class SessionInventory {
     for (const rec of records?.values() ?? []) {
       if (!hosts.includes(rec.host)) continue;
       const c = lookupContainer(byId, rec.containerId) ?? null;
-      const live = rec.status !== 'terminated';
+      const live = rec.status !== 'terminated' && rec.status !== 'hibernated';
       if (c && live) matched.add(c.id);
       let state: InventoryState;
-      if (!live) state = 'terminated';
+      if (rec.status === 'hibernated') state = 'hibernated';
+      else if (!live) state = 'terminated';
       else if (!hostOk.get(rec.host)) state = 'unknown';
       else if (!c || (!c.running && c.state !== 'paused')) state = 'dead';
       else state = rec.status;

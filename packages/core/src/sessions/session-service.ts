@@ -10,7 +10,7 @@ import type { KeyLimits } from '../auth/key-limits';
 import type { Caller } from '../auth/caller';
 import { Labels } from '../runtime/labels';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
-import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from '../contract/schemas';
+import { DEFAULT_LIMITS, type CreateSessionBody, type Limits, type OnIdle } from '../contract/schemas';
 import type { ListCursor, SessionRecord, SessionStore } from './session-store';
 import { errMsg } from '../infra/err-msg';
 
@@ -32,6 +32,12 @@ export interface SessionServiceOptions {
   beforeTerminate?: (rec: SessionRecord, reason: TerminationReason, opts: TerminateOptions) => Promise<void>;
   /** Extra fields for the 410 of a terminated session, e.g. that its files can still be restored. */
   goneDetails?: (rec: SessionRecord) => Promise<Record<string, unknown> | null>;
+  /** What a session does at its idle TTL unless its create request says (default "destroy"). */
+  onIdle?: OnIdle;
+  /** Hibernation (issue 17): saves a session's state and files, then removes its container; false when it was used meanwhile (it stays live). */
+  hibernate?: (rec: SessionRecord) => Promise<boolean>;
+  /** Makes a hibernated session live again (new container, same id); returns the live record. */
+  wake?: (rec: SessionRecord) => Promise<SessionRecord>;
   /** Per-API-key caps (live sessions here, executions per minute in ExecutionService.submit). */
   limits?: KeyLimits;
   /** Operator ceilings of one session's limits (`SESSIONBOX_MAX_*`). */
@@ -224,6 +230,7 @@ export class SessionService {
       terminatedAt: null,
       terminationReason: null,
       restoredFrom: extra.restoredFrom ?? null,
+      onIdle: body.onIdle ?? this.opts.onIdle ?? 'destroy',
     };
     try {
       await this.opts.store.create(rec);
@@ -248,11 +255,18 @@ export class SessionService {
    * A live session (410 once terminated). `use`: the call is something a user does with the session
    * (runs code, writes or deletes files, calls a tool), which moves lastActiveAt and so its idle TTL;
    * reads, listings, SSE and figure downloads do not, so a polling dashboard keeps nothing alive.
+   * `wake`: a hibernated session is woken (a new container with its state) before it is returned;
+   * false for reads that need no container, which get the hibernated record as it is.
    */
-  async getLive(id: string, caller: Caller, use = false): Promise<SessionRecord> {
+  async getLive(id: string, caller: Caller, use = false, wake = true): Promise<SessionRecord> {
     const touch = use;
-    const rec = await this.find(id, caller);
+    let rec = await this.find(id, caller);
     if (rec.status === 'terminated') throw await this.gone(rec);
+    if (rec.status === 'hibernated') {
+      if (!wake) return rec;
+      if (!this.opts.wake) throw new UnavailableError('wake_unavailable', `session ${id} is hibernated and this process cannot wake it`);
+      rec = await this.opts.wake(rec);
+    }
     if (touch && (await this.opts.store.touch(id))) {
       const now = Date.now();
       rec.lastActiveAt = now;
@@ -297,6 +311,42 @@ export class SessionService {
         out.push(rec);
       }
       if (!more) return { sessions: out, nextCursor: null };
+    }
+  }
+
+  /** At the idle TTL: hibernate when the session asked for it and this process can, else terminate. */
+  async idleOut(rec: SessionRecord): Promise<'hibernated' | 'kept' | 'expired'> {
+    if (rec.onIdle === 'hibernate' && rec.status !== 'hibernated' && this.opts.hibernate) {
+      try {
+        return (await this.opts.hibernate(rec)) ? 'hibernated' : 'kept';
+      } catch (err) {
+        // A session that cannot be saved ends as it would have without hibernation (its files are still archived).
+        this.opts.logger.warn({ sessionId: rec.id, err: errMsg(err) }, 'could not hibernate; the session expires instead');
+      }
+    }
+    await this.terminate(rec, 'expired');
+    return 'expired';
+  }
+
+  /**
+   * A new container for an existing session id (a wake): same limits, labels and owner, placed like
+   * a create (`reservation` is committed once the record is live again, released if the wake fails).
+   */
+  async recreateContainer(rec: SessionRecord): Promise<{ host: string; containerId: string; reservation: HostReservation | null }> {
+    const now = Date.now();
+    const { host, reservation } = await this.placeWithin(rec.limits);
+    try {
+      const containerId = await this.runtime(host).createSessionContainer({
+        name: sessionContainerName(this.opts.namespace, rec.id),
+        image: this.opts.image,
+        labels: sessionLabels({ namespace: this.opts.namespace, sessionId: rec.id, host, now, expiresAt: now + rec.ttlSeconds * 1000 }),
+        limits: rec.limits,
+        runtime: this.opts.ociRuntime,
+      });
+      return { host, containerId, reservation };
+    } catch (err) {
+      await reservation?.release();
+      throw err;
     }
   }
 

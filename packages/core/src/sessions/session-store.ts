@@ -2,7 +2,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import { isTerminationReason, type TerminationReason } from '../errors/termination-reason';
 import { defineScripts } from '../infra/redis-scripts';
 import { Keys } from '../infra/keys';
-import type { Limits, Session, SessionStatus } from '../contract/schemas';
+import type { Limits, OnIdle, Session, SessionStatus } from '../contract/schemas';
 
 export interface SessionRecord {
   id: string;
@@ -19,6 +19,11 @@ export interface SessionRecord {
   terminatedAt: number | null;
   terminationReason: TerminationReason | null;
   restoredFrom: string | null;
+  onIdle?: OnIdle;
+  hibernatedAt?: number | null;
+  wakeUntil?: number | null;
+  /** Set on the record `getLive` returns when that call woke the session: what could not come back. */
+  woke?: { notes: string[] };
 }
 
 /** Where a listing page ends: the last record given (newest-first order is createdAt, then id, descending). */
@@ -167,6 +172,39 @@ export class SessionStore {
     return r === 1;
   }
 
+  /** Container gone, state saved (issue 17): off the host's live set, ending for good at `wakeUntil` unless woken. */
+  async hibernate(rec: Pick<SessionRecord, 'id' | 'host'>, now: number, wakeUntil: number): Promise<void> {
+    const k = this.keys;
+    await this.redis
+      .multi()
+      .hset(k.session(rec.id), 'status', 'hibernated', 'hibernatedAt', now, 'wakeUntil', wakeUntil, 'expiresAt', wakeUntil)
+      .zadd(k.expiry(), wakeUntil, rec.id)
+      .srem(k.hostSessions(rec.host), rec.id)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  /** Live again in a new container; `notes` wait for the next execution (`takeWakeNotes`). */
+  async wake(rec: SessionRecord, host: string, containerId: string, notes: string[], now = Date.now()): Promise<void> {
+    const k = this.keys;
+    const exp = now + rec.ttlSeconds * 1000;
+    await this.redis
+      .multi()
+      .hset(k.session(rec.id), 'status', 'ready', 'host', host, 'containerId', containerId, 'hibernatedAt', '', 'wakeUntil', '',
+        'lastActiveAt', now, 'expiresAt', exp, 'wokeNotes', JSON.stringify(notes))
+      .zadd(k.expiry(), exp, rec.id)
+      .sadd(k.hostSessions(host), rec.id)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
+  /** What the last wake could not restore, once: null when the session did not just wake. */
+  async takeWakeNotes(id: string): Promise<string[] | null> {
+    const res = await this.redis.multi().hget(this.keys.session(id), 'wokeNotes').hdel(this.keys.session(id), 'wokeNotes').exec();
+    const raw = res?.[0]?.[1];
+    return typeof raw === 'string' && raw ? (JSON.parse(raw) as string[]) : null;
+  }
+
   /** Removes the record and its indexes outright (used when a create is rolled back). */
   async purge(rec: Pick<SessionRecord, 'id' | 'host'>): Promise<void> {
     const k = this.keys;
@@ -227,6 +265,8 @@ export function toApiSession(rec: SessionRecord): Session {
     terminatedAt: rec.terminatedAt ? iso(rec.terminatedAt) : null,
     terminationReason: rec.terminationReason,
     ...(rec.restoredFrom ? { restoredFrom: rec.restoredFrom, memoryRestored: false } : {}),
+    ...(rec.onIdle ? { onIdle: rec.onIdle } : {}),
+    ...(rec.status === 'hibernated' ? { hibernatedAt: iso(rec.hibernatedAt ?? 0), wakeUntil: iso(rec.wakeUntil ?? 0) } : {}),
   };
 }
 
@@ -246,6 +286,9 @@ function serialize(rec: SessionRecord): Record<string, string> {
     terminatedAt: rec.terminatedAt ? String(rec.terminatedAt) : '',
     terminationReason: rec.terminationReason ?? '',
     restoredFrom: rec.restoredFrom ?? '',
+    onIdle: rec.onIdle ?? '',
+    hibernatedAt: rec.hibernatedAt ? String(rec.hibernatedAt) : '',
+    wakeUntil: rec.wakeUntil ? String(rec.wakeUntil) : '',
   };
 }
 
@@ -265,6 +308,9 @@ function deserialize(h: Record<string, string>): SessionRecord {
     terminatedAt: h.terminatedAt ? Number(h.terminatedAt) : null,
     terminationReason: storedReason(h.terminationReason),
     restoredFrom: h.restoredFrom || null,
+    ...(h.onIdle ? { onIdle: h.onIdle as OnIdle } : {}),
+    hibernatedAt: h.hibernatedAt ? Number(h.hibernatedAt) : null,
+    wakeUntil: h.wakeUntil ? Number(h.wakeUntil) : null,
   };
 }
 

@@ -261,7 +261,7 @@ function humanSize(n: number): string {
 type ExecutionLike = Pick<
   z.infer<typeof Execution>,
   'status' | 'stdout' | 'stderr' | 'result' | 'error' | 'figures' | 'files' | 'timeoutMs' | 'restarted' | 'cause' | 'notes'
->;
+> & { restored?: boolean };
 
 /**
  * What the model reads after a run: output, result, a trimmed traceback, figure and file URLs,
@@ -279,6 +279,10 @@ export function buildToolText(ex: ExecutionLike, o: ToolTextOptions): string {
   }
   if (ex.restarted) {
     fixedTop.push('[sessionbox: the Python interpreter restarted during this run: variables, imports and functions from earlier calls are gone (files in /work are kept). Re-run any setup code you need.]');
+  }
+
+  if (ex.restored) {
+    fixedTop.push('[sessionbox: the session had hibernated while idle and was woken for this call: its variables, functions, imports and files were restored (notes name anything that was not).]');
   }
 
   const figs = ex.figures.slice(0, maxListed).map((f, i) => `figure ${i + 1} (${f.width}x${f.height} px, shown to the user): ${f.url}`);

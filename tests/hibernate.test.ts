@@ -1,0 +1,359 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import IORedis from 'ioredis';
+import { runAdminCli } from './helpers/admin-cli';
+import { docker, namespaceContainers, sleep, TEST_ARCHIVE_DIR, useSystem, waitFor, type TestSystem } from './helpers/system';
+
+// Issue 17 on the real engine: sessions that hibernate at their idle TTL and wake on the next use.
+// The operator default here is "hibernate" so that sessions the LLM tool and MCP make hibernate too.
+const HIBERNATE = { SESSIONBOX_ON_IDLE: 'hibernate', SESSIONBOX_DEFAULT_TTL_SECONDS: '10', SESSIONBOX_WORKER_METRICS_PORT: '0' };
+const sys = useSystem(HIBERNATE);
+
+const SETUP = `
+import math, socket
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+df = pd.DataFrame({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})
+arr = np.arange(5)
+k = 1
+def double(v):
+    return v * 2 + k
+class Point:
+    def __init__(self, x):
+        self.x = x
+p = Point(7)
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3])
+sock = socket.socket()
+gen = (i for i in range(3))
+print('set up')
+`;
+
+const CHECK = `
+print(df['a'].sum(), double(20), p.x, int(arr.sum()), math.floor(math.pi), type(p).__name__)
+k = 5
+print('globals', double(1))
+ax.set_title('after wake')
+display(fig)
+`;
+
+/** The session's containers, found by their sessionbox labels. */
+const containersOf = async (s: TestSystem, sid: string) =>
+  (await namespaceContainers(s.config.namespace)).filter((c) => c.Labels['sessionbox.session-id'] === sid);
+const sessionContainers = (sid: string) => containersOf(sys, sid);
+
+/** Archives (files plus saved state) of a session on disk. */
+const archivesOf = (s: TestSystem, sid: string) => {
+  const dir = join(TEST_ARCHIVE_DIR, s.config.namespace);
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith(sid)) : [];
+};
+
+/** Waits for the reaper to hibernate it (reading the session is not use, so polling keeps nothing alive). */
+async function waitHibernatedOn(s: TestSystem, sid: string) {
+  const r = await waitFor(async () => {
+    const got = await s.http.get(`/v1/sessions/${sid}`);
+    return got.body.status === 'hibernated' ? got : null;
+  }, 60_000, 250);
+  return r.body;
+}
+const waitHibernated = (sid: string) => waitHibernatedOn(sys, sid);
+
+/** The value of one series in Prometheus text format (0 when absent). */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
+  }
+  return 0;
+}
+
+describe('hibernation (onIdle: "hibernate")', () => {
+  test('REST: a DataFrame, a function and a figure survive the idle TTL with the container gone; a socket is named as lost', async () => {
+    const s = await sys.http.createSession({ ttlSeconds: 10, onIdle: 'hibernate' });
+    expect(s.onIdle).toBe('hibernate');
+    const setup = await sys.http.run(s.id, SETUP);
+    expect(setup.stdout).toBe('set up\n');
+    expect(await sessionContainers(s.id)).toHaveLength(1);
+
+    const hib = await waitHibernated(s.id);
+    expect(hib.hibernatedAt).toEqual(expect.any(String));
+    expect(Date.parse(hib.wakeUntil) - Date.parse(hib.hibernatedAt)).toBeGreaterThan(6 * 86400 * 1000);
+    expect(await sessionContainers(s.id)).toHaveLength(0);
+    expect(archivesOf(sys, s.id)).toHaveLength(1);
+    // Reading it (and listing) does not wake it.
+    expect((await sys.http.get('/v1/sessions?status=hibernated')).body.sessions.map((x: { id: string }) => x.id)).toContain(s.id);
+    expect(await sessionContainers(s.id)).toHaveLength(0);
+
+    const woke = await sys.http.run(s.id, CHECK);
+    expect(woke.status).toBe('succeeded');
+    expect(woke.restored).toBe(true);
+    expect(woke.stdout).toBe('6 41 7 10 3 Point\nglobals 7\n');
+    expect(woke.figures).toHaveLength(1);
+    expect(woke.notes.join('\n')).toMatch(/sock was not restored: .*socket/);
+    expect(woke.notes.join('\n')).toMatch(/gen was not restored: a generator/);
+    expect(await sessionContainers(s.id)).toHaveLength(1);
+    expect(archivesOf(sys, s.id)).toHaveLength(0);
+    expect((await sys.http.get(`/v1/sessions/${s.id}`)).body.status).toBe('ready');
+
+    // Only the run that woke it carries restored; the state file is gone from the user's files.
+    const next = await sys.http.run(s.id, "import os\nprint(os.path.exists('/work/.sessionbox-state.dill'))");
+    expect(next.restored).toBeUndefined();
+    expect(next.stdout).toBe('False\n');
+
+    // A second idle period hibernates it again; the second wake sees what the first woken run changed.
+    await waitHibernated(s.id);
+    expect(await sessionContainers(s.id)).toHaveLength(0);
+    const again = await sys.http.run(s.id, 'print(k, double(1), df.shape)');
+    expect(again.restored).toBe(true);
+    expect(again.stdout).toBe('5 7 (3, 2)\n');
+    expect((await sys.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
+
+    // Hibernation in the worker's metrics, the wake in the api's (it wakes inside the session lookup).
+    const worker = await (await fetch(`${sys.worker!.http!.url}/metrics`)).text();
+    expect(sample(worker, 'sessionbox_hibernation_total', { event: 'hibernated' })).toBeGreaterThanOrEqual(1);
+    expect(sample(worker, 'sessionbox_hibernated_objects_total', { outcome: 'unsaved' })).toBeGreaterThanOrEqual(2);
+    const api = (await sys.http.get('/metrics')).raw.toString('utf8');
+    expect(sample(api, 'sessionbox_hibernation_total', { event: 'woken' })).toBeGreaterThanOrEqual(1);
+    expect(sample(api, 'sessionbox_wake_seconds_count')).toBeGreaterThanOrEqual(1);
+    expect(sample(api, 'sessionbox_hibernated_objects_total', { outcome: 'restored' })).toBeGreaterThanOrEqual(6);
+    expect(sample(api, 'sessionbox_hibernated_objects_total', { outcome: 'unrestored' })).toBeGreaterThanOrEqual(2);
+  });
+
+  test('DELETE and the admin CLI\'s purge end a hibernated session for good, its saved state deleted; onIdle "destroy" still ends at the TTL', async () => {
+    const h = await sys.http.createSession({ ttlSeconds: 10 });
+    const g = await sys.http.createSession({ ttlSeconds: 10 });
+    const f = await sys.http.createSession({ ttlSeconds: 10 });
+    await sys.http.run(h.id, 'x = 1');
+    await sys.http.run(g.id, "import numpy as np\ny = np.arange(1000)");
+    await sys.http.run(f.id, "import os\nos.makedirs('/work/out', exist_ok=True)\nopen('/work/out/a.txt', 'w').write('hello')\nz = 3");
+    await waitHibernated(h.id);
+    await waitHibernated(g.id);
+    await waitHibernated(f.id);
+
+    // A file operation wakes it too; the next run carries restored and sees the state.
+    const files = await sys.http.get(`/v1/sessions/${f.id}/files`);
+    expect(files.status).toBe(200);
+    expect(files.body.files.map((x: { path: string }) => x.path)).toEqual(['out/a.txt']);
+    expect(await sessionContainers(f.id)).toHaveLength(1);
+    const fz = await sys.http.run(f.id, "print(z, open('/work/out/a.txt').read())");
+    expect(fz.restored).toBe(true);
+    expect(fz.stdout).toBe('3 hello\n');
+    expect((await sys.http.delete(`/v1/sessions/${f.id}`)).status).toBe(204);
+    expect(archivesOf(sys, h.id)).toHaveLength(1);
+    expect((await sys.http.delete(`/v1/sessions/${h.id}`)).status).toBe(204);
+    expect(archivesOf(sys, h.id)).toHaveLength(0);
+    expect((await sys.http.post(`/v1/sessions/${h.id}/executions?wait=true`, { code: 'x' })).status).toBe(410);
+    expect((await sys.http.get(`/v1/sessions/${h.id}`)).status).toBe(410);
+    expect(await sessionContainers(h.id)).toHaveLength(0);
+
+    const cliEnv = { SESSIONBOX_NAMESPACE: sys.config.namespace, SESSIONBOX_REDIS_URL: sys.config.redisUrl, SESSIONBOX_ARCHIVE_DIR: TEST_ARCHIVE_DIR };
+    const listed = await runAdminCli(['hibernated', '--json'], cliEnv);
+    expect(listed.code).toBe(0);
+    const body = JSON.parse(listed.stdout);
+    expect(body.sessions.map((r: { id: string }) => r.id)).toEqual([g.id]);
+    expect(body.sessions[0].sizeBytes).toBeGreaterThan(1000);
+    expect(body.totalBytes).toBe(body.sessions[0].sizeBytes);
+    const text = await runAdminCli(['hibernated'], cliEnv);
+    expect(text.stdout).toContain(g.id);
+    expect(text.stdout).toMatch(/1 hibernated session\(s\), \d+(\.\d+)? \w+ on disk/);
+
+    const purged = await runAdminCli(['hibernated', '--purge', '--json', g.id], cliEnv);
+    expect(purged.code).toBe(0);
+    expect(JSON.parse(purged.stdout).sessions).toEqual([expect.objectContaining({ id: g.id, purged: true })]);
+    expect(archivesOf(sys, g.id)).toHaveLength(0);
+    expect((await sys.http.get(`/v1/sessions/${g.id}`)).status).toBe(410);
+    expect(JSON.parse((await runAdminCli(['hibernated', '--json'], cliEnv)).stdout).count).toBe(0);
+
+    const d = await sys.http.createSession({ ttlSeconds: 10, onIdle: 'destroy' });
+    await sys.http.run(d.id, 'x = 1');
+    await waitFor(async () => {
+      const r = await sys.http.get('/v1/sessions?status=terminated');
+      return r.body.sessions.some((x: { id: string }) => x.id === d.id);
+    }, 60_000, 250);
+    const gone = await sys.http.get(`/v1/sessions/${d.id}`);
+    expect(gone.status).toBe(410);
+    expect(gone.body.error.code).toBe('session_expired');
+    expect(await sessionContainers(d.id)).toHaveLength(0);
+  });
+
+  test('the LLM tool: the same session_id keeps working after hibernation', async () => {
+    const first = await sys.http.post('/v1/tools/execute_python', { code: SETUP });
+    expect(first.body).toMatchObject({ ok: true, session_created: true });
+    const sid = first.body.session_id as string;
+    await waitHibernated(sid);
+    const again = await sys.http.post('/v1/tools/execute_python', { code: CHECK, session_id: sid });
+    expect(again.body).toMatchObject({ ok: true, session_id: sid, session_created: false, execution: { status: 'succeeded', restored: true } });
+    expect(again.body.text).toContain('6 41 7 10 3 Point');
+    expect(again.body.text).toContain('woken for this call');
+    expect(again.body.execution.notes.join('\n')).toContain('sock was not restored');
+    expect((await sys.http.delete(`/v1/sessions/${sid}`)).status).toBe(204);
+  });
+
+  test('MCP: execute_python wakes a hibernated session', async () => {
+    const client = new Client({ name: 'sessionbox-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${sys.url}/mcp`)));
+    try {
+      const text = async (args: Record<string, unknown>) => {
+        const r = await client.callTool({ name: 'execute_python', arguments: args });
+        return (r.content as { type: string; text?: string }[]).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+      };
+      const created = await client.callTool({ name: 'create_session', arguments: {} });
+      const sid = (created.structuredContent as { session_id: string }).session_id;
+      expect(await text({ session_id: sid, code: SETUP })).toContain('set up');
+      await waitHibernated(sid);
+      expect(await sessionContainers(sid)).toHaveLength(0);
+      const woke = await text({ session_id: sid, code: CHECK });
+      expect(woke).toContain('6 41 7 10 3 Point');
+      expect(woke).toContain('note: sock was not restored');
+      expect(await sessionContainers(sid)).toHaveLength(1);
+      await client.callTool({ name: 'close_session', arguments: { session_id: sid } });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('hibernation: the wake window ends it for good', () => {
+  const short = useSystem({ ...HIBERNATE, SESSIONBOX_HIBERNATE_RETENTION_SECONDS: '10' });
+
+  test('past wakeUntil the session is expired (410), its saved state deleted', async () => {
+    const s = await short.http.createSession({ ttlSeconds: 10 });
+    await short.http.run(s.id, 'x = 1');
+    const hib = await waitHibernatedOn(short, s.id);
+    expect(Date.parse(hib.wakeUntil) - Date.parse(hib.hibernatedAt)).toBeLessThanOrEqual(11_000);
+    const gone = await waitFor(async () => {
+      const r = await short.http.get(`/v1/sessions/${s.id}`);
+      return r.status === 410 ? r : null;
+    }, 60_000, 250);
+    expect(gone.body.error.code).toBe('session_expired');
+    expect(archivesOf(short, s.id)).toHaveLength(0);
+    expect((await short.http.post(`/v1/sessions/${s.id}/executions?wait=true`, { code: 'x' })).status).toBe(410);
+    expect(await containersOf(short, s.id)).toHaveLength(0);
+  });
+});
+
+/** A free TCP port on 127.0.0.1. */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A redis-server of this test's own (AOF, in a temp dir), so restarting it disturbs nobody. */
+class OwnRedis {
+  private proc: ChildProcess | null = null;
+  readonly dir = mkdtempSync(join(tmpdir(), 'sessionbox-hib-redis-'));
+  constructor(readonly port: number) {}
+  get url() {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  async start() {
+    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--dir', this.dir], { stdio: 'ignore' });
+    const probe = new IORedis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    await waitFor(async () => (await probe.connect().then(() => probe.ping(), () => null)) === 'PONG', 10_000, 100);
+    probe.disconnect();
+  }
+  async stop() {
+    const p = this.proc;
+    if (!p) return;
+    this.proc = null;
+    await new Promise((r) => {
+      p.once('exit', r);
+      p.kill('SIGTERM');
+    });
+  }
+}
+
+let ownRedis: OwnRedis | null = null;
+// File level, so it runs after the describe's system has stopped.
+afterAll(async () => {
+  await ownRedis?.stop();
+  if (ownRedis) rmSync(ownRedis.dir, { recursive: true, force: true });
+});
+
+describe('hibernation: records survive a Redis restart; the saved state has a cap', () => {
+  // Filled in before the system starts (useSystem reads it in its own beforeAll, registered after this one).
+  const env: Record<string, string> = { ...HIBERNATE, SESSIONBOX_HIBERNATE_MAX_STATE_BYTES: String(1024 * 1024) };
+  beforeAll(async () => {
+    ownRedis = new OwnRedis(await freePort());
+    await ownRedis.start();
+    env.SESSIONBOX_REDIS_URL = ownRedis.url;
+  });
+  const withOwn = useSystem(env);
+
+  test('a hibernated session wakes after its Redis restarted; what is over the state cap is named', async () => {
+    const s = await withOwn.http.createSession({ ttlSeconds: 10 });
+    const setup = await withOwn.http.run(s.id, "import numpy as np\nsmall = list(range(10))\nbig = np.zeros(400_000)\nwith open('/work/keep.txt', 'w') as f: f.write('kept')\nprint('ok')");
+    expect(setup.stdout).toBe('ok\n');
+    await waitHibernatedOn(withOwn, s.id);
+    expect(await containersOf(withOwn, s.id)).toHaveLength(0);
+
+    await sleep(1500); // past one AOF fsync (everysec)
+    await ownRedis!.stop();
+    await ownRedis!.start();
+
+    // Until the api's connections are back, a call may fail (503); the first that goes through wakes it.
+    const woke = await waitFor(async () => {
+      const r = await withOwn.http
+        .post(`/v1/sessions/${s.id}/executions?wait=true`, { code: "print(small[-1], np.__name__, open('/work/keep.txt').read())\nprint('big' in globals())" })
+        .catch(() => null);
+      return r && r.status < 300 ? r : null;
+    }, 30_000, 500);
+    expect(woke.body.status).toBe('succeeded');
+    expect(woke.body.restored).toBe(true);
+    expect(woke.body.stdout).toBe('9 numpy kept\nFalse\n');
+    expect(woke.body.notes.join('\n')).toMatch(/big was not restored: .*cap of 1048576 bytes/);
+    expect(woke.body.notes.join('\n')).toMatch(/f was not restored: a file handle/);
+    expect(await containersOf(withOwn, s.id)).toHaveLength(1);
+    expect((await withOwn.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
+  });
+});
+
+/** Why runsc cannot run here, or null (as tests/hostile.test.ts decides it). */
+function runscUnavailable(): string | null {
+  let runtimes: string[] = [];
+  try {
+    runtimes = Object.keys(JSON.parse(execFileSync('docker', ['info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' })));
+  } catch {
+    /* no engine: the other suites fail loudly */
+  }
+  if (!runtimes.includes('runsc')) return 'runsc (gVisor) is not registered with the Docker engine';
+  try {
+    const image = process.env.SESSIONBOX_IMAGE ?? 'sessionbox/python-runner:latest';
+    execFileSync('docker', ['run', '--rm', '--runtime=runsc', '--network=none', '--entrypoint=true', image], { stdio: 'pipe', timeout: 60_000 });
+    return null;
+  } catch (err) {
+    return `runsc is registered but cannot start a container: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0]}`;
+  }
+}
+const RUNSC_SKIPPED = runscUnavailable();
+
+// Under runsc the same dill path is used: the engine's checkpoint needs dockerd's `experimental`, off here.
+(RUNSC_SKIPPED ? describe.skip : describe)(`hibernation under runsc (dill path)${RUNSC_SKIPPED ? ` [skipped: ${RUNSC_SKIPPED}]` : ''}`, () => {
+  const gv = useSystem({ ...HIBERNATE, SESSIONBOX_RUNTIME: 'runsc' });
+
+  test('a DataFrame, a function and a figure survive hibernation under gVisor; the socket is named', async () => {
+    const s = await gv.http.createSession({ ttlSeconds: 10 });
+    expect((await gv.http.run(s.id, SETUP)).stdout).toBe('set up\n');
+    await waitHibernatedOn(gv, s.id);
+    expect(await containersOf(gv, s.id)).toHaveLength(0);
+    const woke = await gv.http.run(s.id, CHECK);
+    expect(woke.restored).toBe(true);
+    expect(woke.stdout).toBe('6 41 7 10 3 Point\nglobals 7\n');
+    expect(woke.figures).toHaveLength(1);
+    expect(woke.notes.join('\n')).toMatch(/sock was not restored/);
+    const [c] = await containersOf(gv, s.id);
+    expect((await docker.getContainer(c.Id).inspect()).HostConfig.Runtime).toBe('runsc');
+    expect((await gv.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
+  });
+});
