@@ -93,12 +93,14 @@ function describeRuntime(runtime: Runtime) {
       expect(live.length).toBe(2);
     });
 
-    // gVisor does not apply "not dumpable" to /proc/<pid>/fd: there the relay (another uid) is out
-    // of reach, but the supervisor's worker (the session's uid) is not, nor is the supervisor
-    // itself (a known gap: docs/readme-parts/hardening-runner.md). Marked failing until user code
-    // runs as another uid than the supervisor.
-    const item1 = runtime === 'runsc' ? test.failing : test;
-    item1('item 1: a thread left in the kernel cannot open a file operation’s pipes and forge a download', async () => {
+    // Under runc the file operation's processes are out of reach as non-dumpable (the worker) or
+    // another uid (the relay); under gVisor, which does not apply "not dumpable" to
+    // /proc/<pid>/fd, user code runs as another uid than the supervisor and its workers (ids.py).
+    test('item 1: a thread left in the kernel cannot open a file operation’s pipes and forge a download', async () => {
+      // User code's uid, and the supervisor's (PID 1): the same under runc, root under runsc.
+      const ids = await value(victim, "import os\n_result = [os.getuid(), [int(l.split()[1]) for l in open('/proc/1/status') if l.startswith('Uid:')][0]]");
+      expect(ids[0]).toBeGreaterThanOrEqual(1_000_000);
+      expect(ids[1]).toBe(runtime === 'runsc' ? 0 : ids[0]);
       const real = `real-${Math.random().toString(36).slice(2)}`;
       expect((await sys.http.put(`/v1/sessions/${victim}/files/real.txt`, Buffer.from(real), { 'content-type': 'application/octet-stream' })).status).toBe(201);
       // Watches /proc for new processes and tries to write a forged answer into each one's stdout.
@@ -115,6 +117,13 @@ function describeRuntime(runtime: Runtime) {
                 if not p.isdigit() or p in old or p in done or int(p) == me:
                     continue
                 for n in range(10):  # stdout, and any socket or pipe it relays through
+                    try:
+                        # gVisor lets anyone read these links, and reopens a file of /work through
+                        # them as the file itself: user code's own file, which it may write anyway.
+                        if os.readlink(f'/proc/{p}/fd/{n}').startswith('/work/'):
+                            continue
+                    except OSError:
+                        pass
                     try:
                         fd = os.open(f'/proc/{p}/fd/{n}', os.O_WRONLY)
                     except OSError as e:
@@ -142,6 +151,10 @@ function describeRuntime(runtime: Runtime) {
       expect(probe.opened).toBe(0);
       // It did see the file operations' processes, and was refused (EACCES), not too late (ENOENT only).
       expect(probe.errors).toContain(13);
+      // What an upload creates (a file, and a directory on the way) is user code's own, writable by it.
+      expect((await sys.http.put(`/v1/sessions/${victim}/files/up/new.txt`, Buffer.from('x'), { 'content-type': 'application/octet-stream' })).status).toBe(201);
+      const owners = await value(victim, "import os\nopen('up/new.txt', 'a').write('y')\nos.remove('real.txt')\n_result = [os.getuid(), os.stat('up').st_uid, os.stat('up/new.txt').st_uid, os.stat('up/new.txt').st_gid, open('up/new.txt').read()]");
+      expect(owners).toEqual([ids[0], ids[0], ids[0], ids[0], 'xy']);
     });
 
     test('item 3: a forged "done" on the control pipe ends neither the run nor its timeout', async () => {

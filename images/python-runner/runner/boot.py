@@ -5,6 +5,7 @@ import os
 import shutil
 
 from env import MPL_CACHE, WORKDIR, log
+from ids import session_user
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -36,10 +37,12 @@ def copy_mpl_cache():
 
 def main(supervisor_class):
     harden()
+    session_user.init_supervisor()
     # Events get a private copy of stdout; fd 1 itself now points at stderr, so a stray print
     # or library message can never corrupt the protocol stream.
     out_fd = os.dup(1)
     os.dup2(2, 1)
-    copy_mpl_cache()
-    os.chdir(WORKDIR)
+    with session_user.acting():  # files user code will use are its own
+        copy_mpl_cache()
+        os.chdir(WORKDIR)
     supervisor_class(out_fd).serve()

@@ -1,6 +1,7 @@
 """sessionbox kernel: the long-lived interpreter that runs user code as notebook cells.
 
-supervisor.py starts it as `python3 -u kernel.py <supervisor pid>` with fd 0 = /dev/null,
+supervisor.py starts it as `python3 -u kernel.py <supervisor pid> <memory bytes>` (under gVisor
+already as the session's uid: ids.py) with fd 0 = /dev/null,
 fd 1/2 = pipes the supervisor reads, fd 3 = control requests, fd 4 = control events. Both
 control pipes carry one JSON object per line:
 
@@ -29,6 +30,7 @@ import io
 import json
 import linecache
 import os
+import resource
 import select
 import signal
 import struct
@@ -87,8 +89,28 @@ def _prepare_process():
     site_dir = os.path.join(here, "site")
     if os.path.isdir(site_dir) and site_dir not in sys.path:
         sys.path.append(site_dir)
+    global MEMORY_BYTES
+    MEMORY_BYTES = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 0
     sys.argv = [""]
     return libc
+
+
+MEMORY_BYTES = 0
+
+
+def _cap_memory():
+    """RLIMIT_DATA (hard) = the data size as loaded + memoryMb, set before any user code runs: past
+    it Python raises MemoryError and the session keeps its state; the cgroup limit stays the
+    backstop for the whole container."""
+    if MEMORY_BYTES <= 0:
+        return
+    try:
+        with open("/proc/self/status") as f:
+            data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+        limit = data + MEMORY_BYTES
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    except (OSError, StopIteration, ValueError) as exc:
+        print(f"sessionbox-kernel: cannot cap the memory: {exc}", file=sys.stderr)
 
 
 def _seccomp_program(pids):
@@ -361,6 +383,7 @@ class Kernel:
         signal.signal(signal.SIGINT, self.on_sigint)
         # A handler, not SIG_IGN, so processes user code starts get the default again.
         signal.signal(signal.SIGHUP, lambda signum, frame: None)
+        _cap_memory()
         self.send({"ev": "ready", "pid": self.pid})
         for line in self.requests():
             try:

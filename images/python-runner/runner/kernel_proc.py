@@ -5,7 +5,30 @@ import json
 import os
 import signal
 
-from env import KERNEL_PYTHON, KERNEL_SCRIPT, now, read_text
+from env import KERNEL_PYTHON, KERNEL_SCRIPT, WORKDIR, now, read_text
+from ids import session_user
+
+# The session's memoryMb (set by the backend): what user code may allocate on top of the kernel as
+# loaded. The kernel caps its own RLIMIT_DATA with it when ready (kernel.py).
+KERNEL_MEMORY_BYTES = int(os.environ.get("SESSIONBOX_KERNEL_MEMORY_BYTES") or 0)
+
+
+def _spawn_as_session_user(argv, env, child_ends):
+    """posix_spawn cannot change ids: fork, drop to the session's uid, exec. The supervisor has
+    no threads, so the child may run Python until its exec."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            for fd, target in zip(child_ends, (1, 2, 3, 4)):
+                os.dup2(fd, target)
+            session_user.become()
+            os.chdir(WORKDIR)
+            os.execve(argv[0], argv, env)
+        except BaseException:
+            pass
+        os._exit(127)
+    return pid
 
 
 def _high_fd(fd):
@@ -38,11 +61,12 @@ class Kernel:
         threads = str(min(len(os.sched_getaffinity(0)), 4))
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, threads)
+        argv = [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid()), str(KERNEL_MEMORY_BYTES)]
         try:
-            self.pid = os.posix_spawn(
-                KERNEL_PYTHON, [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid())], env,
-                file_actions=actions,
-            )
+            if session_user.split:
+                self.pid = _spawn_as_session_user(argv, env, child_ends)
+            else:
+                self.pid = os.posix_spawn(KERNEL_PYTHON, argv, env, file_actions=actions)
         except BaseException:
             for fd in (*child_ends, self.ctl_w, self.ctl_r, self.out_r, self.err_r):
                 os.close(fd)

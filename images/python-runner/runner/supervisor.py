@@ -23,8 +23,6 @@ sweeper (leftover processes), safefs (the work directory), and this loop.
 import collections
 import json
 import os
-import resource
-import resource
 import select
 import signal
 import socket
@@ -35,26 +33,11 @@ from cgroup import Cgroup, process_cpu_ns, process_rss
 from env import CGROUP_ROOT, WORKDIR, log, now
 from errors import ErrorCode, FileError
 import fileops
+from ids import session_user
 from kernel_proc import Kernel, describe_exit
 from run import RESTART_REASONS, RUNNING, STOPPING, Run, clean_error
 from safefs import WorkDir, encode_event, int_field
 from sweeper import Sweeper, default_sweep_mode
-
-# The session's memoryMb (set by the backend): what user code may allocate on top of the kernel as loaded.
-KERNEL_MEMORY_BYTES = int(os.environ.get("SESSIONBOX_KERNEL_MEMORY_BYTES") or 0)
-
-
-def cap_kernel_memory(pid):
-    """RLIMIT_DATA (hard) = the ready kernel's data size + memoryMb: past it Python raises MemoryError and
-    the session keeps its state; the cgroup limit stays the backstop for the whole container."""
-    if KERNEL_MEMORY_BYTES <= 0:
-        return
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
-        resource.prlimit(pid, resource.RLIMIT_DATA, (data + KERNEL_MEMORY_BYTES,) * 2)
-    except (OSError, StopIteration, ValueError) as exc:
-        log(f"cannot cap the kernel's memory: {exc}")
 
 MAX_LINE = 64 << 20
 DEFAULT_TIMEOUT_MS = 60_000
@@ -146,17 +129,20 @@ class Supervisor:
             conn.settimeout(10)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             uid = fileops.sender_uid(conn)
-            if uid is None or uid == os.getuid():
-                # User code runs as this uid; only a process the engine started as another uid
-                # (fileops.py, by `docker exec`) may ask.
+            if uid is None or uid in (os.getuid(), session_user.uid):
+                # User code runs as the session's uid; only a process the engine started as
+                # another uid (fileops.py, by `docker exec`) may ask.
                 log(f"file-operation request refused (sender uid {uid})")
                 return
             conn.settimeout(None)
             fd = conn.detach()
             os.dup2(fd, 3)
+            # stdin: an empty pipe of the supervisor's uid, not /dev/null, which anyone may reopen
+            # through /proc/<pid>/fd under gVisor.
+            empty_r, empty_w = os.pipe()
+            os.dup2(empty_r, 0)
             os.closerange(4, os.sysconf("SC_OPEN_MAX"))
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
+            session_user.act_for_good()
             # Only a run in progress is interrupted: an idle kernel is stopped, and a SIGINT queued
             # for it would land in the next run.
             busy = self.kernel.pid if self.kernel and self.kernel.alive and self.run is not None else None
@@ -513,7 +499,6 @@ class Supervisor:
         if ev == "ready" and not kernel.ready:
             kernel.ready = True
             self.failed_starts = 0
-            cap_kernel_memory(kernel.pid)
             log(f"kernel {kernel.pid} ready after {now() - kernel.started_at:.3f} s")
             self.emit({"ev": "ready", "kernelPid": kernel.pid, "restarted": kernel.restarted})
         elif run is None:
@@ -602,7 +587,8 @@ class Supervisor:
     def start_run(self, req):
         run = Run(req)
         self.run = run
-        run.before = self.work.snapshot()
+        with session_user.acting():
+            run.before = self.work.snapshot()
         run.oom0, run.pids0 = self.cg.oom_kills(), self.cg.pids_refused()
         run.sample(self.memory_now(), self.cpu_now())
         run.cpu0 = run.cpu_last
@@ -687,7 +673,8 @@ class Supervisor:
             self.failed_starts = 0
             self.start_kernel()
 
-        after = self.work.snapshot()
+        with session_user.acting():
+            after = self.work.snapshot()
         files = [
             {"path": rel, "size": size, "mtimeMs": mtime_ns // 1_000_000}
             for rel, (size, mtime_ns) in sorted(after.items())

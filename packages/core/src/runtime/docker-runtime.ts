@@ -54,6 +54,15 @@ const TMP_MB_MAX = 64;
  */
 const RUNSC_PIDS_BASE = 64;
 const RUNSC_PIDS_PER_PROCESS = 8;
+/**
+ * Under gVisor, which does not apply "not dumpable" to /proc/<pid>/fd, the supervisor must not
+ * share user code's uid: the container starts as root with only these capabilities, and the
+ * runner drops the kernel (all user code) to the session's uid, the owner of /work (runner/ids.py).
+ * KILL: signal and sweep user code's processes; SETUID/SETGID: drop the kernel, and act as the
+ * session's uid on /work (file operations, the run's file snapshot). User code, a non-root uid
+ * under no-new-privileges, holds none of them.
+ */
+const RUNSC_CAPS = ['KILL', 'SETUID', 'SETGID'];
 
 export function dockerOptionsFromEndpoint(endpoint: string): Docker.DockerOptions {
   if (endpoint.startsWith('unix://')) return { socketPath: endpoint.slice('unix://'.length) };
@@ -78,8 +87,8 @@ export function engineMemoryMb(limits: { memoryMb: number; diskMb: number }): nu
 }
 
 /**
- * memoryMb is the interpreter's own limit: the supervisor sets the kernel's RLIMIT_DATA to what it
- * holds when ready plus memoryMb (SESSIONBOX_KERNEL_MEMORY_BYTES), so code gets a MemoryError past
+ * memoryMb is the interpreter's own limit: the kernel sets its RLIMIT_DATA to what it holds when
+ * ready plus memoryMb (SESSIONBOX_KERNEL_MEMORY_BYTES, passed on by the supervisor), so code gets a MemoryError past
  * it and the session lives on. Writable space is tmpfs, whose pages the kernel charges to the
  * container's memory cgroup, so the engine limit is memory + disk + the runtime's allowance: the
  * backstop, and files up to diskMb stay writable on top of a full interpreter.
@@ -105,6 +114,7 @@ export function hostConfigFor(spec: SessionContainerSpec, uid: number): Docker.H
       '/tmp': `${tmpfsOpts},size=${tmpMb}m,mode=1777`,
     },
     CapDrop: ['ALL'],
+    ...(spec.runtime === 'runsc' ? { CapAdd: RUNSC_CAPS } : {}),
     SecurityOpt: ['no-new-privileges:true', `seccomp=${SESSION_SECCOMP}`],
     // No engine init: the supervisor is PID 1 itself. An init (tini) would run as the same uid,
     // dumpable, holding the protocol pipes: user code could ptrace it or open /proc/1/fd/0 and 1,
@@ -146,7 +156,8 @@ export class DockerRuntime implements ContainerRuntime {
         name: spec.name,
         Image: spec.image,
         Labels: spec.labels,
-        User: `${uid}:${uid}`,
+        // Under runsc the supervisor is root (see RUNSC_CAPS) and user code the session's uid.
+        User: spec.runtime === 'runsc' ? '0:0' : `${uid}:${uid}`,
         WorkingDir: '/work',
         Hostname: 'sandbox',
         OpenStdin: true,
