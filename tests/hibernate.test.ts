@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import IORedis from 'ioredis';
 import { runAdminCli } from './helpers/admin-cli';
+import { runscSkipReason } from './helpers/runsc';
 import { docker, namespaceContainers, sleep, TEST_ARCHIVE_DIR, useSystem, waitFor, type TestSystem } from './helpers/system';
 
 // Issue 17 on the real engine: sessions that hibernate at their idle TTL and wake on the next use.
@@ -319,24 +320,7 @@ describe('hibernation: records survive a Redis restart; the saved state has a ca
   });
 });
 
-/** Why runsc cannot run here, or null (as tests/hostile.test.ts decides it). */
-function runscUnavailable(): string | null {
-  let runtimes: string[] = [];
-  try {
-    runtimes = Object.keys(JSON.parse(execFileSync('docker', ['info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' })));
-  } catch {
-    /* no engine: the other suites fail loudly */
-  }
-  if (!runtimes.includes('runsc')) return 'runsc (gVisor) is not registered with the Docker engine';
-  try {
-    const image = process.env.SESSIONBOX_IMAGE ?? 'sessionbox/python-runner:latest';
-    execFileSync('docker', ['run', '--rm', '--runtime=runsc', '--network=none', '--entrypoint=true', image], { stdio: 'pipe', timeout: 60_000 });
-    return null;
-  } catch (err) {
-    return `runsc is registered but cannot start a container: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0]}`;
-  }
-}
-const RUNSC_SKIPPED = runscUnavailable();
+const RUNSC_SKIPPED = runscSkipReason('hibernation');
 
 // Under runsc the same dill path is used: the engine's checkpoint needs dockerd's `experimental`, off here.
 (RUNSC_SKIPPED ? describe.skip : describe)(`hibernation under runsc (dill path)${RUNSC_SKIPPED ? ` [skipped: ${RUNSC_SKIPPED}]` : ''}`, () => {

@@ -5,45 +5,16 @@
  * `docker info` lists it and it can start a container), and checks a bystander session of
  * another tenant (its state and a print(1)) while the case runs and after it.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RUNNER_ERROR_CODES } from '@sessionbox/core';
 import { namespaceContainers, sleep, startSystem, type TestSystem } from './helpers/system';
 import { probes } from './helpers/probes';
+import { py, runscSkipReason } from './helpers/runsc';
 
 type Runtime = 'runc' | 'runsc';
 
-function runscUnavailable(): string | null {
-  let runtimes: string[] = [];
-  try {
-    runtimes = Object.keys(JSON.parse(execFileSync('docker', ['info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' })));
-  } catch {
-    // no engine: the runc half fails on its own
-  }
-  if (!runtimes.includes('runsc')) return 'runsc (gVisor) is not registered with the Docker engine';
-  try {
-    const image = process.env.SESSIONBOX_IMAGE ?? 'sessionbox/python-runner:latest';
-    execFileSync('docker', ['run', '--rm', '--runtime=runsc', '--network=none', '--entrypoint=true', image], { stdio: 'pipe', timeout: 60_000 });
-    return null;
-  } catch (err) {
-    return `runsc cannot start a container here: ${String((err as { stderr?: Buffer }).stderr ?? err).trim().split('\n')[0]}`;
-  }
-}
-
-const RUNSC_SKIPPED = runscUnavailable();
-if (RUNSC_SKIPPED && process.env.CI === 'true') throw new Error(`hostile round 2 needs runsc in CI: ${RUNSC_SKIPPED}`);
-
-/** Python source from an indented template (raw: backslashes reach Python as written). */
-function py(strings: TemplateStringsArray, ...values: unknown[]): string {
-  const text = String.raw({ raw: strings.raw }, ...values).replace(/^\n/, '');
-  const indent = Math.min(...text.split('\n').filter((l) => l.trim()).map((l) => /^ */.exec(l)![0].length));
-  return text
-    .split('\n')
-    .map((l) => l.slice(indent))
-    .join('\n')
-    .trimEnd();
-}
+const RUNSC_SKIPPED = runscSkipReason('hostile round 2');
 
 describe('runner error codes', () => {
   test('the Python ErrorCode table and the backend’s mapping list the same codes', () => {

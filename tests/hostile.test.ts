@@ -10,45 +10,11 @@ import { networkInterfaces } from 'node:os';
 import { DockerRuntime, FILEOPS_CMD } from '@sessionbox/core';
 import { describeContainers, docker, namespaceContainers, startSystem, type TestSystem } from './helpers/system';
 import { probes } from './helpers/probes';
+import { py, runscSkipReason } from './helpers/runsc';
 
 type Runtime = 'runc' | 'runsc';
 
-function installedRuntimes(): string[] {
-  try {
-    return Object.keys(JSON.parse(execFileSync('docker', ['info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' })));
-  } catch {
-    return [];
-  }
-}
-
-/** Why the runsc half cannot run here, or null when it can (registered and able to start a container). */
-function runscUnavailable(): string | null {
-  if (!installedRuntimes().includes('runsc')) {
-    return 'runsc (gVisor) is not registered with the Docker engine (SESSIONBOX_INSTALL_RUNSC=1 bash scripts/ensure-infra.sh installs it)';
-  }
-  try {
-    const image = process.env.SESSIONBOX_IMAGE ?? 'sessionbox/python-runner:latest';
-    execFileSync('docker', ['run', '--rm', '--runtime=runsc', '--network=none', '--entrypoint=true', image], { stdio: 'pipe', timeout: 60_000 });
-    return null;
-  } catch (err) {
-    const stderr = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0];
-    return `runsc is registered but cannot start a container on this machine: ${stderr}`;
-  }
-}
-
-const RUNSC_SKIPPED = runscUnavailable();
-if (RUNSC_SKIPPED) console.warn(`hostile suite: the runsc half is skipped: ${RUNSC_SKIPPED}`);
-
-/** Python source from an indented template (raw: backslashes reach Python as written). */
-function py(strings: TemplateStringsArray, ...values: unknown[]): string {
-  const text = String.raw({ raw: strings.raw }, ...values).replace(/^\n/, '');
-  const indent = Math.min(...text.split('\n').filter((l) => l.trim()).map((l) => /^ */.exec(l)![0].length));
-  return text
-    .split('\n')
-    .map((l) => l.slice(indent))
-    .join('\n')
-    .trimEnd();
-}
+const RUNSC_SKIPPED = runscSkipReason('hostile suite');
 
 const MiB = 1024 * 1024;
 const OUTPUT_CAP = 1024 * 1024; // SESSIONBOX_MAX_OUTPUT_BYTES default
