@@ -2,15 +2,22 @@
 
 Run by the backend, once per operation, next to the supervisor rather than through it:
 
-    docker exec -i -u 1000:1000 -w /work <container> python3 -I -S -B /opt/sessionbox/fileops.py
+    docker exec -i -u 65534:65534 -w / <container> python3 -I -S -B /opt/sessionbox/fileops.py
 
-(-I: HOME is /work, so user code could otherwise plant a user site dir or PYTHON* settings that
-run inside this process; -S: only the standard library is needed, and `site` costs start-up
-time.) Reads one JSON request line on stdin, followed by `size` raw bytes for `file_write` and
-`extract`; writes NDJSON events on stdout (`file_chunk`s, then exactly one `file_done`,
-`file_list` or `error`) and exits 0, or 1 after an `error`.
+(-I: no user site dir, `.pth` file or PYTHON* settings can run inside this process; -S: only the
+standard library is needed, and `site` costs start-up time.) Reads one JSON request line on
+stdin, followed by `size` raw bytes for `file_write` and `extract`; writes NDJSON events on
+stdout (`file_chunk`s, then exactly one `file_done`, `file_list` or `error`) and exits 0, or 1
+after an `error`.
 
-Environment: SESSIONBOX_WORKDIR (default /work).
+Run as another uid than the work directory's owner (the session's uid, which user code runs
+as), it is only a relay: user code cannot open its /proc/<pid>/fd or ptrace it, from its first
+instruction on, so it cannot forge its answer. It passes stdin and stdout through to the
+supervisor's file-operation socket, where a process forked from the (non-dumpable) supervisor
+does the work (`handle`). Run as the owner itself (tests outside a container), it does the work.
+
+Environment: SESSIONBOX_WORKDIR (default /work), SESSIONBOX_FILEOPS_SOCKET (default
+"@sessionbox-fileops", an abstract socket name).
 """
 
 import base64
@@ -19,14 +26,42 @@ import json
 import math
 import os
 import signal
+import socket
+import struct
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves it out
 
-from safefs import DEFAULT_MAX_FILE_BYTES, FileError, WorkDir, encode_event, int_field, write_all  # noqa: E402
+from errors import ErrorCode, FileError  # noqa: E402
+from safefs import DEFAULT_MAX_FILE_BYTES, WorkDir, encode_event, int_field, write_all  # noqa: E402
 
 MAX_REQUEST_LINE = 1 << 20
 DEFAULT_TIMEOUT_MS = 600_000
+# What one answer may carry beyond the bytes it was asked for: base64 (4/3) and event framing.
+ANSWER_SLACK_BYTES = 1 << 20
+MAX_SMALL_ANSWER_BYTES = 16 << 20  # file_list, file_done, error
+CONNECT_SECONDS = 15
+WORKDIR = os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work"))
+SOCKET_NAME = os.environ.get("SESSIONBOX_FILEOPS_SOCKET", "@sessionbox-fileops")
+
+
+HELLO = b"\x01"  # the relay's first byte, sent with its credentials (SCM_CREDENTIALS)
+
+
+def socket_address(name=SOCKET_NAME):
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+def sender_uid(sock):
+    """The uid the kernel vouches for on the relay's first byte (SO_PEERCRED is not used: gVisor
+    answers it with the receiver's own credentials); None without that byte."""
+    data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12))
+    for level, kind, value in ancillary:
+        if data == HELLO and level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            return struct.unpack("3i", value[:12])[1]
+    return None
 PR_SET_DUMPABLE = 4
 
 
@@ -36,10 +71,20 @@ class Ops:
         self.src = src
         self.req = req
         self.id = req.get("id")
-        self.work = WorkDir(os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work")))
+        self.work = WorkDir(WORKDIR)
+        self.sent = 0
+
+    def answer_cap(self):
+        if self.req.get("op") in ("file_read", "archive"):
+            return self.limit() * 4 // 3 + ANSWER_SLACK_BYTES
+        return MAX_SMALL_ANSWER_BYTES
 
     def emit(self, event):
-        write_all(self.out_fd, encode_event({"ev": event.pop("ev"), "id": self.id, **event}))
+        data = encode_event({"ev": event.pop("ev"), "id": self.id, **event})
+        if self.sent + len(data) > self.answer_cap() and event.get("code") is None:
+            raise FileError(ErrorCode.TOO_LARGE, f"the answer would be over {self.answer_cap()} bytes")
+        self.sent += len(data)
+        write_all(self.out_fd, data)
 
     def send_chunk(self, data):
         self.emit({"ev": "file_chunk", "dataB64": base64.b64encode(data).decode("ascii")})
@@ -55,7 +100,7 @@ class Ops:
         if quota is not None:
             replacing = quota.get("replacing") if isinstance(quota, dict) else None
             if not isinstance(replacing, list):
-                raise FileError("bad_request", "quota must be {capBytes, replacing: [paths], extraBytes}")
+                raise FileError(ErrorCode.BAD_REQUEST, "quota must be {capBytes, replacing: [paths], extraBytes}")
             self.work.check_quota(int_field(quota, "capBytes", None, 0), replacing,
                                   self.size() + int_field(quota, "extraBytes", 0, 0))
         return "file_done", self.work.write(self.req.get("path"), self.src, self.size(), self.limit())
@@ -75,16 +120,16 @@ class Ops:
     def op_extract(self):
         size, limit = self.size(), self.limit()
         if size > limit:
-            raise FileError("too_large", f"the archive is larger than {limit} bytes")
+            raise FileError(ErrorCode.TOO_LARGE, f"the archive is larger than {limit} bytes")
         data = self.src.read(size)
         if len(data) != size:
-            raise FileError("bad_request", f"the archive ended after {len(data)} of {size} bytes")
+            raise FileError(ErrorCode.BAD_REQUEST, f"the archive ended after {len(data)} of {size} bytes")
         return "file_done", self.work.extract(data)
 
     def run(self):
         handler = getattr(self, "op_" + str(self.req.get("op")), None)
         if handler is None:
-            raise FileError("bad_request", f"unknown op {self.req.get('op')!r}")
+            raise FileError(ErrorCode.BAD_REQUEST, f"unknown op {self.req.get('op')!r}")
         ev, fields = handler()
         self.emit({"ev": ev, **fields})
 
@@ -92,25 +137,19 @@ class Ops:
 def read_request(src):
     line = src.readline(MAX_REQUEST_LINE + 1)
     if not line.endswith(b"\n"):
-        raise FileError("bad_request", "expected one JSON request line on stdin"
+        raise FileError(ErrorCode.BAD_REQUEST, "expected one JSON request line on stdin"
                         if len(line) <= MAX_REQUEST_LINE else f"request line longer than {MAX_REQUEST_LINE} bytes")
     try:
         req = json.loads(line)
     except ValueError as exc:
-        raise FileError("bad_request", f"request is not valid JSON: {exc}")
+        raise FileError(ErrorCode.BAD_REQUEST, f"request is not valid JSON: {exc}")
     if not isinstance(req, dict):
-        raise FileError("bad_request", "request is not a JSON object")
+        raise FileError(ErrorCode.BAD_REQUEST, "request is not a JSON object")
     return req
 
 
-def main():
-    # Not dumpable: other processes of the sandbox user cannot ptrace this one or open its
-    # /proc/<pid>/fd (the pipes to the backend) once this line ran.
-    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    # Events get a private copy of stdout; a stray print goes to stderr.
-    out_fd = os.dup(1)
-    os.dup2(2, 1)
-    src = sys.stdin.buffer
+def handle(src, out_fd):
+    """Answers one request read from src (a binary file) on out_fd; returns the exit code."""
     ops = Ops(out_fd, src, {})
     try:
         ops.req = read_request(src)
@@ -127,9 +166,73 @@ def main():
         import traceback
 
         traceback.print_exc()
-        ops.emit({"ev": "error", "code": "bad_request", "message": f"{type(exc).__name__}: {exc}"})
+        ops.emit({"ev": "error", "code": ErrorCode.BAD_REQUEST, "message": f"{type(exc).__name__}: {exc}"})
         return 1
     return 0
+
+
+def relay():
+    """Passes stdin to the supervisor's file-operation socket and its answer to stdout."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        deadline = time.monotonic() + CONNECT_SECONDS
+        while True:  # a container that just started may not listen yet
+            try:
+                sock.connect(socket_address())
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
+        sock.sendmsg([HELLO], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
+    except OSError as exc:
+        print(f"sessionbox-fileops: the supervisor's file-operation socket: {exc}", file=sys.stderr)
+        return 1
+
+    def upload():
+        try:
+            while True:
+                data = os.read(0, 1 << 16)
+                if not data:
+                    break
+                sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    threading.Thread(target=upload, daemon=True).start()
+    # The starts of the current and of the last whole line: exit 1 after an `error`, as the worker.
+    last = current = b""
+    try:
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                return 1 if not last or last.startswith(b'{"ev":"error"') else 0
+            write_all(1, data)
+            start = 0
+            while True:
+                end = data.find(b"\n", start)
+                if len(current) < 32:
+                    current += data[start:end if end >= 0 else len(data)][:32 - len(current)]
+                if end < 0:
+                    break
+                last, current, start = current, b"", end + 1
+    except OSError:
+        return 1
+
+
+def main():
+    # Not dumpable: a process of the work directory's owner cannot ptrace this one or open its
+    # /proc/<pid>/fd once this line ran (as another uid it never could: see above).
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if os.getuid() != os.stat(WORKDIR).st_uid:
+        return relay()
+    # Events get a private copy of stdout; a stray print goes to stderr.
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    return handle(sys.stdin.buffer, out_fd)
 
 
 if __name__ == "__main__":

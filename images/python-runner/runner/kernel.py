@@ -4,14 +4,18 @@ supervisor.py starts it as `python3 -u kernel.py <supervisor pid>` with fd 0 = /
 fd 1/2 = pipes the supervisor reads, fd 3 = control requests, fd 4 = control events. Both
 control pipes carry one JSON object per line:
 
-  -> {"op": "exec", "code", "maxFigures", "maxFigurePixels", "maxResultChars"}
+  -> {"op": "exec", "id", "code", "maxFigures", "maxFigurePixels", "maxResultChars"}
   <- {"ev": "ready", "pid"}                                   once, when imports are done
   <- {"ev": "figure", "index", "pngB64", "width", "height"}   any number per exec
   <- {"ev": "note", "text"}                                   any number per exec
-  <- {"ev": "done", "status": "succeeded"|"failed", "result", "error"}   one per exec
+  <- {"ev": "done", "id", "status": "succeeded"|"failed", "result", "error"}   one per exec
 
-SIGINT (sent by the supervisor at a deadline) interrupts the running cell and ends the run;
-it is ignored while no cell runs.
+After "ready" and after each "done" it stops itself (SIGSTOP) until the supervisor continues it
+with the next request: the supervisor ends a run only once the kernel is stopped, so user code
+that writes a "done" itself ends nothing while it keeps running.
+
+SIGINT (sent by the supervisor at a deadline) interrupts the running cell and ends the run; one
+that comes after the kernel was continued but before the cell began keeps the cell from starting.
 """
 
 import ast
@@ -24,6 +28,7 @@ import io
 import json
 import linecache
 import os
+import select
 import signal
 import struct
 import sys
@@ -41,11 +46,17 @@ SECCOMP_MODE_FILTER = 2
 
 # Per arch (AUDIT_ARCH_*): syscalls whose first argument is a pid to signal or open (kill, tkill,
 # tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_open); syscalls always refused (unshare,
-# setns, ptrace, process_vm_readv, process_vm_writev); clone; clone3.
+# setns, ptrace, process_vm_readv, process_vm_writev, then the kernel surface the engine's
+# session profile also removes, which gVisor does not apply: io_uring_setup/enter/register,
+# userfaultfd, perf_event_open, keyctl, add_key, request_key, bpf); clone; clone3.
+_IO_URING = (425, 426, 427)
 _SYSCALLS = {
-    0xC000003E: ((62, 200, 234, 129, 297, 434), (272, 308, 101, 310, 311), 56, 435),  # x86_64
-    0x40000003: ((37, 238, 270, 178, 335, 434), (310, 346, 26, 347, 348), 120, 435),  # i386
-    0xC00000B7: ((129, 130, 131, 138, 240, 434), (97, 268, 117, 270, 271), 220, 435),  # aarch64
+    0xC000003E: ((62, 200, 234, 129, 297, 434),
+                 (272, 308, 101, 310, 311, *_IO_URING, 323, 298, 250, 248, 249, 321), 56, 435),  # x86_64
+    0x40000003: ((37, 238, 270, 178, 335, 434),
+                 (310, 346, 26, 347, 348, *_IO_URING, 374, 336, 288, 286, 287, 357), 120, 435),  # i386
+    0xC00000B7: ((129, 130, 131, 138, 240, 434),
+                 (97, 268, 117, 270, 271, *_IO_URING, 282, 241, 219, 217, 218, 280), 220, 435),  # aarch64
 }
 # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 _CLONE_NAMESPACES = 0x7E020000
@@ -128,8 +139,10 @@ def _install_seccomp(libc, pids):
     would freeze the session there; (2) new namespaces (unshare, setns, clone with CLONE_NEW*),
     which Docker's seccomp profile refuses under runc but gVisor, which does not apply that
     profile, would grant; (3) ptrace and process_vm_*: the processes the backend starts in the
-    container (fileops.py) run as the same uid and are dumpable until their first line ran.
-    clone3 gets ENOSYS, as in Docker's profile, so libc uses clone."""
+    container (fileops.py) run as the same uid and are dumpable until their first line ran;
+    (4) io_uring, userfaultfd, perf_event_open, the keyring calls and bpf, which the engine's
+    profile for session containers refuses under runc but gVisor, which implements io_uring,
+    would grant. clone3 gets ENOSYS, as in Docker's profile, so libc uses clone."""
 
     class SockFilter(ctypes.Structure):
         _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
@@ -282,6 +295,7 @@ class Kernel:
         self.libc = libc
         self.send_lock = threading.Lock()
         self.running = False
+        self.interrupt_pending = False
         self.count = 0
         self.loop = None
         matplotlib, plt = _setup_matplotlib()
@@ -309,22 +323,56 @@ class Kernel:
     def note(self, text):
         self.send({"ev": "note", "text": text})
 
+    def idle(self, pending):
+        """Stops this process until the supervisor continues it with the next request (written
+        before it continues us). The supervisor ends a run only on a "done" followed by this
+        stop, which user code cannot give while it keeps running; threads of user code stay
+        frozen between runs. Continued with no request (SIGCONT from elsewhere, e.g. the kernel's
+        SIGHUP + SIGCONT to an orphaned process group with a stopped member), it stops again."""
+        while True:
+            os.kill(self.pid, signal.SIGSTOP)
+            if b"\n" in pending or select.select([CTL_IN], [], [], 0)[0]:
+                return
+
+    def requests(self):
+        """Request lines from the control pipe, stopping (idle) before each one."""
+        buf = bytearray()
+        scanned = 0
+        self.idle(buf)
+        while True:
+            end = buf.find(b"\n", scanned)
+            if end < 0:
+                scanned = len(buf)
+                data = os.read(CTL_IN, 1 << 20)
+                if not data:
+                    return  # the supervisor closed the pipe
+                buf += data
+                continue
+            line = bytes(buf[:end])
+            del buf[: end + 1]
+            scanned = 0
+            yield line
+            self.idle(buf)
+
     def serve(self):
         signal.signal(signal.SIGINT, self.on_sigint)
+        # A handler, not SIG_IGN, so processes user code starts get the default again.
+        signal.signal(signal.SIGHUP, lambda signum, frame: None)
         self.send({"ev": "ready", "pid": self.pid})
-        requests = io.open(CTL_IN, "rb", closefd=False)
-        for line in requests:
+        for line in self.requests():
             try:
                 req = json.loads(line)
             except ValueError:
                 continue
-            if req.get("op") == "exec":
+            if isinstance(req, dict) and req.get("op") == "exec":
                 self.handle_exec(req)
         os._exit(0)  # the supervisor closed the pipe
 
     def on_sigint(self, signum, frame):
         if self.running:
             raise KeyboardInterrupt
+        # Continued with a request and interrupted before the cell began: it must not start.
+        self.interrupt_pending = True
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -340,7 +388,8 @@ class Kernel:
         _reap_children()
         _ensure_stdin()
         signal.signal(signal.SIGINT, self.on_sigint)
-        self.send({"ev": "done", "status": status, "result": result, "error": error})
+        self.interrupt_pending = False  # a SIGINT for this run, come too late
+        self.send({"ev": "done", "id": req.get("id"), "status": status, "result": result, "error": error})
 
     def execute(self, req):
         _reap_children()
@@ -350,6 +399,8 @@ class Kernel:
         result = error = None
         self.running = True
         try:
+            if self.interrupt_pending:
+                raise KeyboardInterrupt
             result = self.run_cell(str(req.get("code", "")))
         except BaseException as exc:
             self.running = False

@@ -11,9 +11,12 @@ import json
 import os
 import stat
 
+from errors import ErrorCode, FileError
+
 FILE_CHUNK = 1 << 20
 DEFAULT_MAX_FILE_BYTES = 64 << 20
 MAX_LISTED_FILES = 10_000
+MAX_LIST_BYTES = 8 << 20  # of paths in one file_list answer (255-byte names, 100 levels deep: 25 KB each)
 MAX_WALK_DEPTH = 200
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -23,47 +26,40 @@ def mtime_ms(st):
     return st.st_mtime_ns // 1_000_000
 
 
-class FileError(Exception):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def int_field(req, name, default, minimum=1):
     value = req.get(name, default)
     if value is None:
         value = default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise FileError("bad_request", f"{name} must be a number >= {minimum}")
+        raise FileError(ErrorCode.BAD_REQUEST, f"{name} must be a number >= {minimum}")
     return int(value)
 
 
 def split_path(path):
     if not isinstance(path, str) or not path:
-        raise FileError("invalid_path", "path must be a non-empty string")
+        raise FileError(ErrorCode.INVALID_PATH, "path must be a non-empty string")
     if "\x00" in path:
-        raise FileError("invalid_path", "path contains a NUL byte")
+        raise FileError(ErrorCode.INVALID_PATH, "path contains a NUL byte")
     if path.startswith("/"):
-        raise FileError("invalid_path", "path must be relative to /work")
+        raise FileError(ErrorCode.INVALID_PATH, "path must be relative to /work")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise FileError("invalid_path", "path must not contain '..'")
+        raise FileError(ErrorCode.INVALID_PATH, "path must not contain '..'")
     if not parts:
-        raise FileError("invalid_path", "path names no file")
+        raise FileError(ErrorCode.INVALID_PATH, "path names no file")
     return parts
 
 
 def os_error(exc, path):
     if exc.errno == errno.ENOENT:
-        return FileError("not_found", f"{path}: no such file or directory")
+        return FileError(ErrorCode.NOT_FOUND, f"{path}: no such file or directory")
     if exc.errno == errno.ELOOP:
-        return FileError("invalid_path", f"{path}: symbolic links are not allowed")
+        return FileError(ErrorCode.INVALID_PATH, f"{path}: symbolic links are not allowed")
     if exc.errno == errno.EEXIST:
-        return FileError("exists", f"{path}: already exists")
+        return FileError(ErrorCode.EXISTS, f"{path}: already exists")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return FileError("too_large", f"{path}: no space left in the work directory")
-    return FileError("bad_request", f"{path}: {exc.strerror or exc}")
+        return FileError(ErrorCode.TOO_LARGE, f"{path}: no space left in the work directory")
+    return FileError(ErrorCode.BAD_REQUEST, f"{path}: {exc.strerror or exc}")
 
 
 def encode_event(event):
@@ -94,7 +90,7 @@ class ChunkSink:
     def write(self, data):
         self.size += len(data)
         if self.size > self.limit:
-            raise FileError("too_large", f"the archive is larger than {self.limit} bytes")
+            raise FileError(ErrorCode.TOO_LARGE, f"the archive is larger than {self.limit} bytes")
         self.buf += data
         while len(self.buf) >= FILE_CHUNK:
             self.send(bytes(self.buf[:FILE_CHUNK]))
@@ -150,7 +146,7 @@ class WorkDir:
                     sub = open_dir_nofollow(name, fd)
                 except FileNotFoundError:
                     if not create:
-                        raise FileError("not_found", f"{where}: no such directory")
+                        raise FileError(ErrorCode.NOT_FOUND, f"{where}: no such directory")
                     try:
                         os.mkdir(name, 0o755, dir_fd=fd)
                     except FileExistsError:
@@ -179,8 +175,8 @@ class WorkDir:
             except OSError:
                 raise os_error(exc, where)
             if stat.S_ISLNK(st.st_mode):
-                raise FileError("invalid_path", f"{where}: symbolic links are not allowed")
-            raise FileError("invalid_path", f"{where}: not a directory")
+                raise FileError(ErrorCode.INVALID_PATH, f"{where}: symbolic links are not allowed")
+            raise FileError(ErrorCode.INVALID_PATH, f"{where}: not a directory")
 
     def open_file(self, path, flags, create=False):
         """Opens a regular file; returns (fd, stat, normalized path)."""
@@ -192,14 +188,14 @@ class WorkDir:
                          0o644, dir_fd=dfd)
         except OSError as exc:
             if exc.errno == errno.EISDIR:
-                raise FileError("invalid_path", f"{rel}: not a regular file")
+                raise FileError(ErrorCode.INVALID_PATH, f"{rel}: not a regular file")
             raise os_error(exc, rel)
         finally:
             os.close(dfd)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise FileError("invalid_path", f"{rel}: not a regular file")
+            raise FileError(ErrorCode.INVALID_PATH, f"{rel}: not a regular file")
         return fd, st, rel
 
     def walk(self):
@@ -260,18 +256,18 @@ class WorkDir:
         keep = {"/".join(split_path(p)) for p in replacing}
         total = extra + sum(st.st_size for rel, st in self.regular_files(None).items() if rel not in keep)
         if total > cap:
-            raise FileError("quota_exceeded", f"the session's files would take {total} bytes, over its {cap} byte cap")
+            raise FileError(ErrorCode.QUOTA_EXCEEDED, f"the session's files would take {total} bytes, over its {cap} byte cap")
 
     def write(self, path, src, size, limit):
         """Replaces the file at `path` (parent directories are made) with exactly `size` bytes
         read from the binary stream `src`. A file this call created is removed if it fails."""
         if size > limit:
-            raise FileError("too_large", f"the file would be larger than {limit} bytes")
+            raise FileError(ErrorCode.TOO_LARGE, f"the file would be larger than {limit} bytes")
         try:
             fd, _, rel = self.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, create=True)
             created = True
         except FileError as exc:
-            if exc.code != "exists":
+            if exc.code != ErrorCode.EXISTS:
                 raise
             fd, _, rel = self.open_file(path, os.O_WRONLY | os.O_CREAT, create=True)
             created = False
@@ -282,7 +278,7 @@ class WorkDir:
             while left:
                 n = src.readinto(memoryview(buf)[: min(left, len(buf))])
                 if not n:
-                    raise FileError("bad_request", f"{rel}: the upload ended after {size - left} of {size} bytes")
+                    raise FileError(ErrorCode.BAD_REQUEST, f"{rel}: the upload ended after {size - left} of {size} bytes")
                 write_all(fd, memoryview(buf)[:n])
                 left -= n
             st = os.fstat(fd)
@@ -302,7 +298,7 @@ class WorkDir:
         fd, st, rel = self.open_file(path, os.O_RDONLY)
         try:
             if st.st_size > limit:
-                raise FileError("too_large", f"{rel} is {st.st_size} bytes, over the {limit} byte limit")
+                raise FileError(ErrorCode.TOO_LARGE, f"{rel} is {st.st_size} bytes, over the {limit} byte limit")
             size = 0
             while size <= limit:
                 chunk = os.read(fd, FILE_CHUNK)
@@ -310,7 +306,7 @@ class WorkDir:
                     break
                 size += len(chunk)
                 if size > limit:  # it grew while being read
-                    raise FileError("too_large", f"{rel} is over the {limit} byte limit")
+                    raise FileError(ErrorCode.TOO_LARGE, f"{rel} is over the {limit} byte limit")
                 send(chunk)
         except OSError as exc:
             raise os_error(exc, rel)
@@ -320,11 +316,13 @@ class WorkDir:
 
     def list(self):
         files = self.regular_files(MAX_LISTED_FILES + 1)
-        listed = [
-            {"path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)}
-            for rel, st in sorted(files.items())[:MAX_LISTED_FILES]
-        ]
-        return {"files": listed, "truncated": len(files) > MAX_LISTED_FILES}
+        listed, size = [], 0
+        for rel, st in sorted(files.items())[:MAX_LISTED_FILES]:
+            size += len(rel) + 64  # the path (escaped) and its fields, about
+            if size > MAX_LIST_BYTES:
+                break
+            listed.append({"path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)})
+        return {"files": listed, "truncated": len(listed) < len(files)}
 
     def delete(self, path):
         """Removes a file, or a directory with everything in it."""
@@ -337,7 +335,7 @@ class WorkDir:
             name = parts[-1]
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                raise FileError("invalid_path", f"{rel}: symbolic links are not allowed")
+                raise FileError(ErrorCode.INVALID_PATH, f"{rel}: symbolic links are not allowed")
             if stat.S_ISDIR(st.st_mode):
                 shutil.rmtree(name, dir_fd=dfd)
             else:
@@ -376,7 +374,7 @@ class WorkDir:
                     try:
                         tar.addfile(info, f)
                     except OSError as exc:
-                        raise FileError("bad_request", f"{rel} changed while being archived: {exc}")
+                        raise FileError(ErrorCode.BAD_REQUEST, f"{rel} changed while being archived: {exc}")
                 count += 1
         sink.finish()
         return {"path": ".", "size": sink.size, "mtimeMs": None, "files": count}
@@ -392,15 +390,15 @@ class WorkDir:
             tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
             members = tar.getmembers()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise FileError("bad_request", f"not a .tar.gz archive: {exc}")
+            raise FileError(ErrorCode.BAD_REQUEST, f"not a .tar.gz archive: {exc}")
         plan = []
         for member in members:
             try:
                 parts = split_path(member.name)
             except FileError as exc:
-                raise FileError("invalid_path", f"archive entry {member.name!r}: {exc.message}")
+                raise FileError(ErrorCode.INVALID_PATH, f"archive entry {member.name!r}: {exc.message}")
             if not (member.isreg() or member.isdir()):
-                raise FileError("invalid_path", f"archive entry {member.name!r}: "
+                raise FileError(ErrorCode.INVALID_PATH, f"archive entry {member.name!r}: "
                                 "only regular files and directories are allowed")
             plan.append((parts, member))
         total = count = 0
@@ -423,7 +421,7 @@ class WorkDir:
             except OSError as exc:
                 raise os_error(exc, rel)
             except (tarfile.TarError, EOFError, zlib.error) as exc:
-                raise FileError("bad_request", f"corrupt archive: {exc}")
+                raise FileError(ErrorCode.BAD_REQUEST, f"corrupt archive: {exc}")
             finally:
                 os.close(fd)
             count += 1

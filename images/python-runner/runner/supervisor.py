@@ -14,461 +14,42 @@ Environment (defaults suit the container):
                             supervisor is PID 1 or a child of it, else descendants)
   SESSIONBOX_CGROUP_ROOT    /sys/fs/cgroup
   SESSIONBOX_MPLCACHE       /opt/sessionbox/mplcache
+
+The supervisor's parts: boot (start-up), env (layout and helpers), errors (the error codes),
+kernel_proc (the kernel process), run (one execution), streams (its output), cgroup (usage),
+sweeper (leftover processes), safefs (the work directory), and this loop.
 """
 
-import base64
-import binascii
-import codecs
 import collections
-import ctypes
-import fcntl
 import json
 import os
 import select
-import shutil
 import signal
-import sys
+import socket
 import time
 import traceback
 
-from safefs import FileError, WorkDir, encode_event, int_field
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-WORKDIR = os.path.abspath(os.environ.get("SESSIONBOX_WORKDIR", "/work"))
-KERNEL_PYTHON = os.environ.get("SESSIONBOX_KERNEL_PYTHON", sys.executable)
-KERNEL_SCRIPT = os.environ.get("SESSIONBOX_KERNEL", os.path.join(HERE, "kernel.py"))
-CGROUP_ROOT = os.environ.get("SESSIONBOX_CGROUP_ROOT", "/sys/fs/cgroup")
-MPL_CACHE = os.environ.get("SESSIONBOX_MPLCACHE", "/opt/sessionbox/mplcache")
+from cgroup import Cgroup, process_cpu_ns, process_rss
+from env import CGROUP_ROOT, WORKDIR, log, now
+from errors import ErrorCode, FileError
+import fileops
+from kernel_proc import Kernel, describe_exit
+from run import RESTART_REASONS, RUNNING, STOPPING, Run, clean_error
+from safefs import WorkDir, encode_event, int_field
+from sweeper import Sweeper, default_sweep_mode
 
 MAX_LINE = 64 << 20
 DEFAULT_TIMEOUT_MS = 60_000
 DEFAULT_MAX_OUTPUT = 1 << 20
 DEFAULT_MAX_FIGURES = 50
 DEFAULT_MAX_FIGURE_PIXELS = 25_000_000
-COALESCE_SECONDS = 0.02
-COALESCE_CHARS = 64 << 10
-SAMPLE_SECONDS = 0.02
 GRACE_SECONDS = 1.0
-TERM_WAIT_SECONDS = 0.5
-# The kernel runs user code, so its control messages are checked here, not trusted: user code
-# can write to fd 4 itself and bypass the kernel's own figure caps.
+# Checked here, not trusted: user code can write to the kernel's control fd itself.
 MAX_CONTROL_LINE = 64 << 20
-MAX_FIGURE_BYTES_PER_RUN = 64 << 20
-MAX_NOTES = 100
-MAX_NOTE_CHARS = 2000
-MAX_ERROR_CHARS = 1 << 20
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Read at most this much of what a stopped kernel (or a process user code left) wrote before a
+# run ends; the sweep then ends such writers.
+MAX_CONTROL_DRAIN = 128 << 20
 RESTART_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
-
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def log(*parts):
-    print("sessionbox-supervisor:", *parts, file=sys.stderr, flush=True)
-
-
-def now():
-    return time.monotonic()
-
-
-# -- cgroup accounting ---------------------------------------------------------------------
-
-
-def _read_text(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (OSError, ValueError):
-        return None
-
-
-def _read_int(path):
-    text = _read_text(path) if path else None
-    try:
-        return int(text.split()[0]) if text else None
-    except ValueError:
-        return None
-
-
-def _read_key(path, key):
-    text = _read_text(path) if path else None
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == key:
-            return int(parts[1])
-    return None
-
-
-class Cgroup:
-    """The container's own cgroup counters (v1 or v2); every reader returns None if missing."""
-
-    def __init__(self, root):
-        def first(*names):
-            return next((os.path.join(root, n) for n in names if os.path.exists(os.path.join(root, n))), None)
-
-        self.memory = first("memory/memory.usage_in_bytes", "memory.current")
-        self.oom = first("memory/memory.oom_control", "memory.events")
-        self.cpuacct = first("cpu,cpuacct/cpuacct.usage", "cpuacct/cpuacct.usage",
-                             "cpuacct,cpu/cpuacct.usage")
-        self.cpu_stat = None if self.cpuacct else first("cpu.stat")
-        self.pids = first("pids/pids.events", "pids.events")
-
-    def memory_bytes(self):
-        return _read_int(self.memory)
-
-    def cpu_ns(self):
-        if self.cpuacct:
-            return _read_int(self.cpuacct)
-        usec = _read_key(self.cpu_stat, "usage_usec")
-        return None if usec is None else usec * 1000
-
-    def oom_kills(self):
-        return _read_key(self.oom, "oom_kill")
-
-    def pids_refused(self):
-        return _read_key(self.pids, "max")
-
-
-def process_cpu_ns(pid):
-    """CPU time of a process and its waited-for children (fallback without cgroup files)."""
-    text = _read_text(f"/proc/{pid}/stat")
-    if not text:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-
-
-def process_rss(pid):
-    text = _read_text(f"/proc/{pid}/statm")
-    return int(text.split()[1]) * os.sysconf("SC_PAGE_SIZE") if text else None
-
-
-# -- leftover processes --------------------------------------------------------------------
-
-
-def read_procs():
-    """pid -> (ppid, pgrp, session, state) for every visible process."""
-    procs = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        text = _read_text(f"/proc/{name}/stat")
-        if not text:
-            continue
-        fields = text.rsplit(")", 1)[1].split()
-        procs[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]), fields[0])
-    return procs
-
-
-class Sweeper:
-    """Kills every process that is neither init, the supervisor nor the live kernel.
-
-    Mode "all" (in a container's PID namespace) considers every pid except those whose parent
-    is outside the namespace (ppid 0): those were started by the engine (`docker exec`, e.g. a
-    file operation), and no process of user code can get there. Mode "descendants"
-    (outside a container) only considers descendants of the supervisor, which is a child
-    subreaper so orphans stay in its tree, plus members of the kernel's session.
-    """
-
-    def __init__(self, mode, reap):
-        self.mode = mode
-        self.reap = reap
-        self.me = os.getpid()
-
-    def candidates(self, keep, session):
-        procs = read_procs()
-        alive = {pid for pid, (_, _, _, state) in procs.items() if state not in "ZX"}
-        if self.mode == "all":
-            chosen = {pid for pid in alive if procs[pid][0] != 0}
-        else:
-            children = collections.defaultdict(list)
-            for pid, (ppid, _, _, _) in procs.items():
-                children[ppid].append(pid)
-            chosen, todo = set(), [self.me]
-            while todo:
-                for child in children[todo.pop()]:
-                    if child not in chosen:
-                        chosen.add(child)
-                        todo.append(child)
-            if session:
-                chosen |= {pid for pid, (_, pgrp, sid, _) in procs.items() if session in (pgrp, sid)}
-            chosen &= alive
-        chosen -= {1, self.me, keep}
-        return chosen, procs
-
-    def sweep(self, keep=None, session=None):
-        """Stop, then terminate, then kill leftovers. Returns how many there were."""
-        denied = set()  # processes we may not signal (another uid): never waited for
-
-        def targets():
-            pids, procs = self.candidates(keep, session)
-            return pids - denied, procs
-
-        def send(pids, sig):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except PermissionError:
-                    denied.add(pid)
-                except ProcessLookupError:
-                    pass
-
-        # SIGSTOP until a pass finds nothing new, so a fork bomb cannot outrun the sweep.
-        stopped = set()
-        deadline = now() + 2.0
-        while now() < deadline:
-            pids, procs = targets()
-            new = pids - stopped
-            send(new, signal.SIGSTOP)
-            stopped |= new
-            if not new and all(procs[p][3] in "TtZX" for p in pids):
-                break
-            time.sleep(0.001)
-        stopped -= denied
-        if not stopped:
-            return 0
-        send(stopped, signal.SIGTERM)
-        send(stopped, signal.SIGCONT)
-        deadline = now() + TERM_WAIT_SECONDS
-        while now() < deadline:
-            self.reap()
-            if not targets()[0]:
-                break
-            time.sleep(0.01)
-        deadline = now() + 2.0
-        while now() < deadline:
-            self.reap()
-            pids = targets()[0]
-            if not pids:
-                break
-            send(pids, signal.SIGKILL)
-            time.sleep(0.005)
-        self.reap()
-        return len(stopped)
-
-
-def default_sweep_mode():
-    mode = os.environ.get("SESSIONBOX_SWEEP")
-    if mode in ("all", "descendants"):
-        return mode
-    in_container = any(os.path.exists(p) for p in ("/.dockerenv", "/run/.containerenv"))
-    if os.getpid() == 1 or (os.getppid() == 1 and in_container):
-        return "all"
-    return "descendants"
-
-
-# -- output streams ------------------------------------------------------------------------
-
-
-class Stream:
-    """One output stream of a run: UTF-8 decoding, coalescing and the byte cap."""
-
-    def __init__(self, name, cap):
-        self.name = name
-        self.cap = cap
-        self.total = 0
-        self.truncated = False
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.pending = []
-        self.pending_chars = 0
-        self.since = None
-
-    def feed(self, data):
-        """Takes bytes the kernel wrote; returns True once the stream passed 4x its cap."""
-        before = self.total
-        self.total += len(data)
-        if not self.truncated:
-            if self.total <= self.cap:
-                self._add(self.decoder.decode(data))
-            else:
-                text = self.decoder.decode(data[: self.cap - before], final=True)
-                self._add(text + f"\n[sessionbox: {self.name} truncated after {self.cap} bytes]\n")
-                self.truncated = True
-        return self.total > 4 * self.cap
-
-    def _add(self, text):
-        if text:
-            self.pending.append(text)
-            self.pending_chars += len(text)
-            if self.since is None:
-                self.since = now()
-
-    def deadline(self):
-        if self.since is None:
-            return None
-        return now() if self.pending_chars >= COALESCE_CHARS else self.since + COALESCE_SECONDS
-
-    def take(self, final=False):
-        if final and not self.truncated:
-            self._add(self.decoder.decode(b"", final=True))
-        text = "".join(self.pending)
-        self.pending, self.pending_chars, self.since = [], 0, None
-        return text
-
-
-# -- the kernel process --------------------------------------------------------------------
-
-
-def _high_fd(fd):
-    """Moves a pipe end above the fd numbers the kernel's file actions write to."""
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-    os.close(fd)
-    return high
-
-
-class Kernel:
-    def __init__(self, restarted):
-        self.restarted = restarted
-        self.ready = False
-        self.status = None  # wait status once reaped
-        self.ctl_buf = bytearray()
-        self.ctl_skip = False
-        ctl_in_r, self.ctl_w = os.pipe()
-        self.ctl_r, ctl_out_w = os.pipe()
-        self.out_r, out_w = os.pipe()
-        self.err_r, err_w = os.pipe()
-        child_ends = [_high_fd(fd) for fd in (out_w, err_w, ctl_in_r, ctl_out_w)]
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-        actions += [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip(child_ends, (1, 2, 3, 4))]
-        env = dict(os.environ)
-        env.setdefault("MPLBACKEND", "Agg")
-        # BLAS pools start one thread per CPU; in a pids-limited container that budget matters.
-        threads = str(min(len(os.sched_getaffinity(0)), 4))
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, threads)
-        try:
-            self.pid = os.posix_spawn(
-                KERNEL_PYTHON, [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid())], env,
-                file_actions=actions,
-            )
-        except BaseException:
-            for fd in (*child_ends, self.ctl_w, self.ctl_r, self.out_r, self.err_r):
-                os.close(fd)
-            raise
-        for fd in child_ends:
-            os.close(fd)
-        for fd in (self.ctl_r, self.out_r, self.err_r):
-            os.set_blocking(fd, False)
-        self.started_at = now()
-
-    @property
-    def alive(self):
-        return self.status is None
-
-    def send(self, msg):
-        data = memoryview((json.dumps(msg) + "\n").encode("ascii"))
-        while data:
-            data = data[os.write(self.ctl_w, data):]
-
-    def close(self):
-        for fd in (self.ctl_w, self.ctl_r, self.out_r, self.err_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def describe_exit(status):
-    if status is None:
-        return "did not exit"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            return f"killed by {signal.Signals(sig).name}"
-        except ValueError:
-            return f"killed by signal {sig}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
-
-
-# -- runs ----------------------------------------------------------------------------------
-
-RUNNING, STOPPING = "running", "stopping"
-RESTART_REASONS = {
-    "oom": "it ran out of memory",
-    "pids": "the process limit was hit",
-    "timeout": "it did not stop at the time limit",
-    "output_cap": "it did not stop after too much output",
-    "aborted": "it did not stop when aborted",
-}
-
-
-class Run:
-    def __init__(self, req):
-        self.id = req["id"]
-        self.timeout = req["timeoutMs"] / 1000
-        self.stdout = Stream("stdout", req["maxOutputBytes"])
-        self.stderr = Stream("stderr", req["maxOutputBytes"])
-        self.phase = RUNNING
-        self.stop_cause = None
-        self.grace_deadline = None
-        self.notes = []
-        self.before = None
-        self.started_at = None
-        self.cpu0 = self.cpu_last = self.oom0 = self.pids0 = None
-        self.peak_memory = None
-        self.next_sample = 0.0
-        self.max_figures = req["maxFigures"]
-        self.max_figure_pixels = req["maxFigurePixels"]
-        self.max_result = req["maxOutputBytes"]
-        self.figures_sent = 0
-        self.figures_over = 0
-        self.figure_bytes = 0
-        self.notes_dropped = 0
-
-    def note(self, text):
-        if len(self.notes) >= MAX_NOTES:
-            self.notes_dropped += 1
-            return
-        text = str(text)
-        self.notes.append(text if len(text) <= MAX_NOTE_CHARS else text[:MAX_NOTE_CHARS] + "...")
-
-    def check_figure(self, msg):
-        """Returns (png width, height) of a figure message that is within the run's caps, else
-        None (a note says why, except for the count cap, which gets one note at the end)."""
-        index = msg.get("index")
-        data = msg.get("pngB64")
-        if not isinstance(data, str) or len(data) < 32:
-            self.note(f"figure {index!r} skipped: not a PNG")
-            return None
-        if self.figures_sent >= self.max_figures:
-            self.figures_over += 1
-            return None
-        size = len(data) * 3 // 4
-        if self.figure_bytes + size > MAX_FIGURE_BYTES_PER_RUN:
-            self.note(f"figure {index!r} skipped: the run's figures are over the "
-                      f"{MAX_FIGURE_BYTES_PER_RUN >> 20} MiB cap")
-            return None
-        try:
-            head = base64.b64decode(data[:32], validate=True)
-        except (binascii.Error, ValueError):
-            head = b""
-        if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-            self.note(f"figure {index!r} skipped: not a PNG")
-            return None
-        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        if width * height > self.max_figure_pixels:
-            self.note(f"figure {index!r} skipped: {width}x{height} px is over the "
-                      f"{self.max_figure_pixels} px cap")
-            return None
-        self.figures_sent += 1
-        self.figure_bytes += size
-        return width, height
-
-    def sample(self, memory, cpu):
-        if memory is not None and (self.peak_memory is None or memory > self.peak_memory):
-            self.peak_memory = memory
-        if cpu is not None:
-            self.cpu_last = cpu
-        self.next_sample = now() + SAMPLE_SECONDS
-
-
-def _clean_error(error):
-    """The kernel's error object, as strings of bounded size (user code can forge it)."""
-    if not isinstance(error, dict):
-        return None if error is None else {"name": "Error", "value": "", "traceback": ""}
-    return {k: str(error.get(k) or "")[:MAX_ERROR_CHARS] for k in ("name", "value", "traceback")}
 
 
 class Supervisor:
@@ -476,7 +57,8 @@ class Supervisor:
         self.out_fd = out_fd
         self.cg = Cgroup(CGROUP_ROOT)
         self.work = WorkDir(WORKDIR)
-        self.sweeper = Sweeper(default_sweep_mode(), self.reap)
+        self.file_workers = set()
+        self.sweeper = Sweeper(default_sweep_mode(), self.reap, self.file_workers)
         self.poller = select.poll()
         self.kernel = None
         self.kernel_count = 0
@@ -504,7 +86,62 @@ class Supervisor:
         signal.signal(signal.SIGINT, on_term)
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
+        self.fileops_sock = self.listen_for_file_ops()
         log(f"sweep mode {self.sweeper.mode}, work dir {WORKDIR}")
+
+    def listen_for_file_ops(self):
+        """The socket fileops.py relays to (bound before any user code runs, so user code can
+        never take its name). None outside a container when another test session holds it."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            sock.bind(fileops.socket_address())
+            sock.listen(64)
+        except OSError as exc:
+            log(f"no file-operation socket {fileops.SOCKET_NAME}: {exc}")
+            sock.close()
+            return None
+        self.poller.register(sock.fileno(), select.POLLIN)
+        return sock
+
+    def accept_file_op(self):
+        try:
+            conn, _ = self.fileops_sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        with conn:
+            conn.setblocking(True)
+            pid = os.fork()
+            if pid == 0:
+                self.serve_file_op(conn)
+            self.file_workers.add(pid)
+
+    def serve_file_op(self, conn):
+        """In a forked child, non-dumpable like the supervisor: one file operation, then exit."""
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            conn.settimeout(10)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            uid = fileops.sender_uid(conn)
+            if uid is None or uid == os.getuid():
+                # User code runs as this uid; only a process the engine started as another uid
+                # (fileops.py, by `docker exec`) may ask.
+                log(f"file-operation request refused (sender uid {uid})")
+                return
+            conn.settimeout(None)
+            fd = conn.detach()
+            os.dup2(fd, 3)
+            os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            code = fileops.handle(os.fdopen(3, "rb", buffering=1 << 16, closefd=False), 3)
+        except BaseException:
+            log("file operation failed:\n" + traceback.format_exc())
+        finally:
+            os._exit(code)
 
     def on_terminate(self, signum, frame):
         self.terminating = True
@@ -567,11 +204,15 @@ class Supervisor:
             self.read_output(fd)
         elif kernel and fd == kernel.ctl_r:
             self.read_control()
+        elif self.fileops_sock and fd == self.fileops_sock.fileno():
+            self.accept_file_op()
 
     def tick(self):
         kernel = self.kernel
         if kernel and not kernel.alive:
             self.on_kernel_exit()
+        if self.run and self.kernel and self.kernel.alive and self.kernel.stopped:
+            self.on_kernel_stopped()
         run = self.run
         if run:
             t = now()
@@ -590,10 +231,23 @@ class Supervisor:
         if self.restart_at is not None and now() >= self.restart_at:
             self.restart_at = None
             self.start_kernel()
-        if self.run is None and self.queue and self.kernel and self.kernel.ready:
+        kernel = self.kernel
+        if self.run is None and self.queue and kernel and kernel.ready and kernel.stopped:
             self.start_run(self.queue.popleft())
 
     def reap(self):
+        kernel = self.kernel
+        if kernel and kernel.alive:
+            # The kernel stops itself (SIGSTOP) once it is idle: the one sign of "done" that user
+            # code cannot give while it keeps running, and the engine's, not the kernel's, word.
+            try:
+                pid, status = os.waitpid(kernel.pid, os.WNOHANG | os.WUNTRACED)
+            except ChildProcessError:
+                pid = 0
+            if pid and os.WIFSTOPPED(status):
+                kernel.stopped = True
+            elif pid:
+                kernel.status = status
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -603,6 +257,7 @@ class Supervisor:
                 return
             if self.kernel and pid == self.kernel.pid:
                 self.kernel.status = status
+            self.file_workers.discard(pid)
 
     def shutdown(self):
         log("shutting down")
@@ -637,13 +292,13 @@ class Supervisor:
                     buf.clear()
                     self.stdin_scan = 0
                     self.stdin_skip = True
-                    self.error(None, "bad_request", f"request line longer than {MAX_LINE} bytes")
+                    self.error(None, ErrorCode.BAD_REQUEST, f"request line longer than {MAX_LINE} bytes")
                 return
             line = bytes(buf[:end])
             del buf[: end + 1]
             self.stdin_scan = 0
             if len(line) > MAX_LINE:
-                self.error(None, "bad_request", f"request line longer than {MAX_LINE} bytes")
+                self.error(None, ErrorCode.BAD_REQUEST, f"request line longer than {MAX_LINE} bytes")
             elif line.strip():
                 self.handle_line(line)
 
@@ -651,15 +306,15 @@ class Supervisor:
         try:
             req = json.loads(line)
         except ValueError as exc:
-            self.error(None, "bad_request", f"request is not valid JSON: {exc}")
+            self.error(None, ErrorCode.BAD_REQUEST, f"request is not valid JSON: {exc}")
             return
         if not isinstance(req, dict):
-            self.error(None, "bad_request", "request is not a JSON object")
+            self.error(None, ErrorCode.BAD_REQUEST, "request is not a JSON object")
             return
         req_id = req.get("id")
         handler = getattr(self, "op_" + str(req.get("op")), None)
         if handler is None:
-            self.error(req_id, "bad_request", f"unknown op {req.get('op')!r}")
+            self.error(req_id, ErrorCode.BAD_REQUEST, f"unknown op {req.get('op')!r}")
             return
         try:
             handler(req_id, req)
@@ -667,7 +322,7 @@ class Supervisor:
             self.error(req_id, exc.code, exc.message)
         except Exception as exc:
             log("request failed:\n" + traceback.format_exc())
-            self.error(req_id, "bad_request", f"{type(exc).__name__}: {exc}")
+            self.error(req_id, ErrorCode.BAD_REQUEST, f"{type(exc).__name__}: {exc}")
 
     # -- requests -------------------------------------------------------------------------
 
@@ -682,7 +337,7 @@ class Supervisor:
 
     def op_exec(self, req_id, req):
         if not isinstance(req.get("code"), str):
-            raise FileError("bad_request", "code must be a string")
+            raise FileError(ErrorCode.BAD_REQUEST, "code must be a string")
         self.queue.append({
             "id": req_id,
             "code": req["code"],
@@ -776,14 +431,14 @@ class Supervisor:
         try:
             data = os.read(kernel.ctl_r, 1 << 20)
         except BlockingIOError:
-            return
+            return False
         if not data:
             self.unregister(kernel.ctl_r)
-            return
+            return False
         if kernel.ctl_skip:  # the rest of an oversized message
             end = data.find(b"\n")
             if end < 0:
-                return
+                return True
             data = data[end + 1:]
             kernel.ctl_skip = False
         kernel.ctl_buf += data
@@ -796,7 +451,7 @@ class Supervisor:
                     if self.run:
                         self.run.note(f"a message from the kernel over {MAX_CONTROL_LINE >> 20} MiB "
                                       "(e.g. a figure) was dropped")
-                return
+                return True
             line = bytes(kernel.ctl_buf[:end])
             del kernel.ctl_buf[: end + 1]
             try:
@@ -806,7 +461,7 @@ class Supervisor:
                 continue
             self.on_kernel_message(msg)
             if self.kernel is not kernel:
-                return
+                return True
 
     def on_kernel_message(self, msg):
         ev = msg.get("ev") if isinstance(msg, dict) else None
@@ -830,8 +485,30 @@ class Supervisor:
                        "pngB64": msg["pngB64"], "width": size[0], "height": size[1]})
         elif ev == "note":
             run.note(msg.get("text"))
-        elif ev == "done":
-            self.finish_run(msg)
+        elif ev == "done" and msg.get("id") == run.id:
+            # Not the end yet: user code can write this line too. The run ends when the kernel
+            # has also stopped itself (on_kernel_stopped).
+            run.done = msg
+
+    def on_kernel_stopped(self):
+        """The kernel stopped: idle after a done if it said so, else stopped by user code."""
+        kernel, run = self.kernel, self.run
+        for _ in range(MAX_CONTROL_DRAIN // (1 << 20)):  # what it wrote before stopping
+            if not self.read_control() or self.kernel is not kernel or self.run is not run:
+                break
+        if self.kernel is not kernel or self.run is not run:
+            return
+        if run.done is None:
+            kernel.resume()
+            return
+        # A process of user code could have stopped and continued the kernel: with no other
+        # process left to do that, it must still be stopped now.
+        self.sweeper.sweep(keep=kernel.pid, session=kernel.pid)
+        self.reap()
+        if kernel.alive and not kernel.is_stopped():
+            kernel.stopped = False
+            return
+        self.finish_run(run.done)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -889,9 +566,10 @@ class Supervisor:
         self.emit({"ev": "started", "id": run.id})
         try:
             self.kernel.send({
-                "op": "exec", "code": req["code"], "maxFigures": req["maxFigures"],
+                "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
                 "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
             })
+            self.kernel.resume()  # after the request: continued without one, it stops again
         except OSError as exc:
             log(f"cannot reach the kernel: {exc}")
             self.kill_kernel()
@@ -906,6 +584,8 @@ class Supervisor:
         self.sweeper.sweep(keep=kernel.pid, session=kernel.pid)
         self.reap()
         if kernel.alive:
+            # A kernel user code stopped is continued as soon as that is seen (on_kernel_stopped);
+            # one stopped at its end must stay so.
             os.kill(kernel.pid, signal.SIGINT)
         run.grace_deadline = now() + GRACE_SECONDS
 
@@ -923,7 +603,7 @@ class Supervisor:
         cpu1 = run.cpu_last
         oom1, pids1 = self.cg.oom_kills(), self.cg.pids_refused()
 
-        error = _clean_error(result.get("error")) if result else None
+        error = clean_error(result.get("error")) if result else None
         value = result.get("result") if result else None
         value = value[: run.max_result] if isinstance(value, str) else None
         if run.stop_cause == "timeout":
@@ -980,43 +660,7 @@ class Supervisor:
         self.run = None
 
 
-# -- start-up ------------------------------------------------------------------------------
-
-
-def harden():
-    libc = ctypes.CDLL(None, use_errno=True)
-    # Not dumpable: user code (same uid) cannot open /proc/<supervisor>/fd/* or ptrace us.
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        log("prctl(PR_SET_DUMPABLE) failed:", os.strerror(ctypes.get_errno()))
-    # Orphans of user code are re-parented to us, so we can reap and sweep them.
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        log("prctl(PR_SET_CHILD_SUBREAPER) failed:", os.strerror(ctypes.get_errno()))
-
-
-def copy_mpl_cache():
-    target = os.environ.get("MPLCONFIGDIR")
-    if not target or not os.path.isdir(MPL_CACHE):
-        return
-    try:
-        os.makedirs(target, exist_ok=True)
-        for name in os.listdir(MPL_CACHE):
-            src, dst = os.path.join(MPL_CACHE, name), os.path.join(target, name)
-            if os.path.isfile(src) and not os.path.exists(dst):
-                shutil.copyfile(src, dst)
-    except OSError as exc:
-        log(f"cannot copy the matplotlib cache: {exc}")
-
-
-def main():
-    harden()
-    # Events get a private copy of stdout; fd 1 itself now points at stderr, so a stray print
-    # or library message can never corrupt the protocol stream.
-    out_fd = os.dup(1)
-    os.dup2(2, 1)
-    copy_mpl_cache()
-    os.chdir(WORKDIR)
-    Supervisor(out_fd).serve()
-
-
 if __name__ == "__main__":
-    main()
+    import boot
+
+    boot.main(Supervisor)

@@ -11,6 +11,8 @@ export interface SessionContainerSpec {
   runtime?: string;
   /** On the engine's default bridge network; otherwise (the default) no network at all. */
   network?: boolean;
+  /** The uid (and gid) everything in the container runs as; default: one picked for this container alone. */
+  uid?: number;
 }
 
 export interface ContainerInfo {
@@ -70,7 +72,7 @@ export interface ContainerRuntime {
   inspect(id: string): Promise<ContainerInfo | null>;
   list(labelFilters: string[]): Promise<ContainerInfo[]>;
   attach(id: string): Promise<AttachedStream>;
-  /** Runs `cmd` as the sandbox user in /work; never through the supervisor's attached stream. */
+  /** Runs `cmd` beside the supervisor, as a uid other than the session's (which user code runs as); never through the supervisor's attached stream. */
   exec(id: string, opts: ExecOptions): Promise<ExecProcess>;
   usage(id: string): Promise<ContainerUsage | null>;
   /** Calls `onEvent` for die/destroy/oom of containers matching the filters; returns a stop function. */

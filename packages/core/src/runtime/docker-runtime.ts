@@ -11,9 +11,11 @@ import type {
   ExecProcess,
   SessionContainerSpec,
 } from './container-runtime';
+import { randomInt } from 'node:crypto';
 import { UnavailableError } from '../errors/errors';
 import { demuxWithBackpressure } from './exec-demux';
 import { poll } from '../infra/poll';
+import sessionSeccompProfile from './session-seccomp.json';
 
 export interface DockerRuntimeOptions {
   hostName: string;
@@ -22,7 +24,26 @@ export interface DockerRuntimeOptions {
   docker?: Docker;
 }
 
-const SANDBOX_UID = 1000;
+/**
+ * Each session container runs as a uid of its own, picked at random from this range (never one of
+ * the image's or the host's usual accounts): per-user kernel quotas (inotify instances, pipe
+ * buffers, RLIMIT_NPROC) are then per session, not shared by every tenant.
+ */
+export const SANDBOX_UID_MIN = 1_000_000;
+export const SANDBOX_UID_MAX = 2_000_000_000;
+/**
+ * The engine's default seccomp profile minus io_uring, userfaultfd, perf_event_open, the keyring
+ * calls and bpf (images/python-runner/seccomp/make-profile.py). gVisor does not apply it; the
+ * kernel's own filter (kernel.py) refuses the same calls there.
+ */
+const SESSION_SECCOMP = JSON.stringify(sessionSeccompProfile);
+
+/** The uid of processes the backend starts in a session container (`exec`): nobody's. */
+export const EXEC_UID = 65534;
+
+export function pickSandboxUid(): number {
+  return randomInt(SANDBOX_UID_MIN, SANDBOX_UID_MAX);
+}
 /** Bytes of an exec'd process's stderr kept for error messages. */
 const EXEC_STDERR_KEEP = 8 * 1024;
 const TMP_MB_MAX = 64;
@@ -48,12 +69,12 @@ function statusOf(err: unknown): number | undefined {
  * Writable space is tmpfs, whose pages the kernel charges to the container's memory cgroup,
  * so the engine limit is memory + disk: files can never eat the interpreter's share.
  */
-export function hostConfigFor(spec: SessionContainerSpec): Docker.HostConfig {
+export function hostConfigFor(spec: SessionContainerSpec, uid: number): Docker.HostConfig {
   const { memoryMb, diskMb, cpus, pids } = spec.limits;
   const tmpMb = Math.min(TMP_MB_MAX, Math.max(4, Math.floor(diskMb / 4)));
   const workMb = diskMb - tmpMb;
   const mem = (memoryMb + diskMb) * 1024 * 1024;
-  const tmpfsOpts = `rw,nosuid,nodev,uid=${SANDBOX_UID},gid=${SANDBOX_UID}`;
+  const tmpfsOpts = `rw,nosuid,nodev,uid=${uid},gid=${uid}`;
   return {
     Memory: mem,
     MemorySwap: mem,
@@ -69,7 +90,7 @@ export function hostConfigFor(spec: SessionContainerSpec): Docker.HostConfig {
       '/tmp': `${tmpfsOpts},size=${tmpMb}m,mode=1777`,
     },
     CapDrop: ['ALL'],
-    SecurityOpt: ['no-new-privileges:true'],
+    SecurityOpt: ['no-new-privileges:true', `seccomp=${SESSION_SECCOMP}`],
     // No engine init: the supervisor is PID 1 itself. An init (tini) would run as the same uid,
     // dumpable, holding the protocol pipes: user code could ptrace it or open /proc/1/fd/0 and 1,
     // and signal it (tini forwards SIGTERM to the supervisor). As a non-dumpable PID 1 the
@@ -104,12 +125,13 @@ export class DockerRuntime implements ContainerRuntime {
 
   async createSessionContainer(spec: SessionContainerSpec): Promise<string> {
     let container: Docker.Container;
+    const uid = spec.uid ?? pickSandboxUid();
     try {
       container = await this.docker.createContainer({
         name: spec.name,
         Image: spec.image,
         Labels: spec.labels,
-        User: `${SANDBOX_UID}:${SANDBOX_UID}`,
+        User: `${uid}:${uid}`,
         WorkingDir: '/work',
         Hostname: 'sandbox',
         OpenStdin: true,
@@ -119,7 +141,7 @@ export class DockerRuntime implements ContainerRuntime {
         AttachStderr: false,
         Tty: false,
         NetworkDisabled: !spec.network,
-        HostConfig: hostConfigFor(spec),
+        HostConfig: hostConfigFor(spec, uid),
       });
     } catch (err) {
       throw this.engineRefused('create', err);
@@ -225,8 +247,11 @@ export class DockerRuntime implements ContainerRuntime {
   async exec(id: string, opts: ExecOptions): Promise<ExecProcess> {
     const exec = await this.docker.getContainer(id).exec({
       Cmd: opts.cmd,
-      User: `${SANDBOX_UID}:${SANDBOX_UID}`,
-      WorkingDir: '/work',
+      // Not the session's uid: user code runs as that one and could otherwise open this
+      // process's /proc/<pid>/fd before it made itself non-dumpable, and forge its answer.
+      // fileops.py then only relays to the supervisor (PROTOCOL.md, "File operations").
+      User: `${EXEC_UID}:${EXEC_UID}`,
+      WorkingDir: '/',
       AttachStdin: true,
       AttachStdout: true,
       AttachStderr: true,

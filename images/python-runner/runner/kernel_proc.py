@@ -1,0 +1,92 @@
+"""The kernel process (kernel.py) as the supervisor sees it: spawned with its pipes, fed requests."""
+
+import fcntl
+import json
+import os
+import signal
+
+from env import KERNEL_PYTHON, KERNEL_SCRIPT, now, read_text
+
+
+def _high_fd(fd):
+    """Moves a pipe end above the fd numbers the kernel's file actions write to."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+class Kernel:
+    def __init__(self, restarted):
+        self.restarted = restarted
+        self.ready = False
+        self.stopped = False  # stopped itself (SIGSTOP) after "ready" or a "done": idle
+        self.status = None  # wait status once reaped
+        self.ctl_buf = bytearray()
+        self.ctl_skip = False
+        ctl_in_r, self.ctl_w = os.pipe()
+        self.ctl_r, ctl_out_w = os.pipe()
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        child_ends = [_high_fd(fd) for fd in (out_w, err_w, ctl_in_r, ctl_out_w)]
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip(child_ends, (1, 2, 3, 4))]
+        env = dict(os.environ)
+        env.setdefault("MPLBACKEND", "Agg")
+        # BLAS pools start one thread per CPU; in a pids-limited container that budget matters.
+        threads = str(min(len(os.sched_getaffinity(0)), 4))
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, threads)
+        try:
+            self.pid = os.posix_spawn(
+                KERNEL_PYTHON, [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid())], env,
+                file_actions=actions,
+            )
+        except BaseException:
+            for fd in (*child_ends, self.ctl_w, self.ctl_r, self.out_r, self.err_r):
+                os.close(fd)
+            raise
+        for fd in child_ends:
+            os.close(fd)
+        for fd in (self.ctl_r, self.out_r, self.err_r):
+            os.set_blocking(fd, False)
+        self.started_at = now()
+
+    @property
+    def alive(self):
+        return self.status is None
+
+    def is_stopped(self):
+        text = read_text(f"/proc/{self.pid}/stat")
+        return bool(text) and text.rsplit(")", 1)[1].split()[0] in "Tt"
+
+    def resume(self):
+        self.stopped = False
+        if self.alive:
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    def send(self, msg):
+        data = memoryview((json.dumps(msg) + "\n").encode("ascii"))
+        while data:
+            data = data[os.write(self.ctl_w, data):]
+
+    def close(self):
+        for fd in (self.ctl_w, self.ctl_r, self.out_r, self.err_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def describe_exit(status):
+    if status is None:
+        return "did not exit"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
