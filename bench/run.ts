@@ -11,6 +11,7 @@ import { Queue, Worker } from 'bullmq';
 import { DockerRuntime, KernelChannel, Keys } from '@sessionbox/core';
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
 import { benchDifySandbox, difyReportLines, type DifyBenchResult } from './dify-sandbox';
+import { benchBurst, burstReportLines, type BurstResult } from './burst';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { JsonClient } from './http-client';
 import { containerMemory, containerPids, cpuSnapshot, machineInfo, meminfo, pidsMatching, shimRss, type MachineInfo } from './machine';
@@ -18,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { fmtBytes, fmtMs, round, sleep, speedup, summarize, timed, type Summary } from './stats';
 import { REDIS_URL, ROOT, cleanupNamespace, docker, startBenchSystem, type BenchSystem, type Mode } from './system';
 
-const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'print', 'plot', 'profile', 'ttl', 'sustained', 'memory', 'floor'] as const;
+const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'burst', 'print', 'plot', 'profile', 'ttl', 'sustained', 'memory', 'floor'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const PLOT_CODE = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
@@ -72,6 +73,7 @@ interface Results {
   };
   floor?: { name: string; workingSetBytes: number; rssBytes: number }[];
   dify?: DifyBenchResult;
+  burst?: BurstResult;
   cpuProfiles?: ProfileSummary[];
   errors: string[];
 }
@@ -233,6 +235,7 @@ async function main() {
       log(`dify-sandbox /v1/sandbox/run ×${q ? 10 : 30} each: a trivial python3 main, a pandas main`);
       res.dify = await benchDifySandbox(http(), q ? 10 : 30, () => waitPoolFull());
     }
+    if (want('burst')) res.burst = await benchBurst({ http: http(), image: o.image, tag: namespace, sizes: [4, 10, 20], waitPool: () => waitPoolFull(), log });
 
     let probe: { id: string; containerId: string } | null = null;
     const probeSession = async () => {
@@ -707,6 +710,7 @@ function report(r: Results): string {
     for (const f of r.floor) lines.push(`| ${f.name} | ${fmtBytes(f.workingSetBytes)} | ${fmtBytes(f.rssBytes)} |`);
   }
   if (r.dify) lines.push(...difyReportLines(r.dify));
+  if (r.burst) lines.push(...burstReportLines(r.burst));
   if (r.warm) lines.push('', `Warm pool: ${r.warm.claimed} warm claims measured (${r.warm.missed} fell back to cold); refill ≈ ${r.warm.refillPerSecond} containers/s.`);
   if (r.cpuProfiles?.length) {
     lines.push('', 'CPU profiles (self time by package/file):');

@@ -1,0 +1,111 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { JsonClient } from './http-client';
+import { fmtMs, summarize, timed, type Summary } from './stats';
+
+const run = promisify(execFile);
+
+/**
+ * `--only burst`: N conversations start at the same moment, each creating a session and running
+ * `print(1)`; then the same burst as `docker run --rm … print(1)` per call. And a running session's
+ * `print(1)` and plot, quiet and while 8 sessions are being created.
+ */
+
+const PLOT = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
+
+export interface BurstRow {
+  n: number;
+  create: Summary;
+  firstResult: Summary;
+  dockerRun: Summary;
+}
+
+export interface BurstResult {
+  bursts: BurstRow[];
+  running: { quietPrint: Summary; quietPlot: Summary; burstPrint: Summary; burstPlot: Summary; creates: number };
+}
+
+export interface BurstOptions {
+  http: JsonClient;
+  image: string;
+  tag: string;
+  sizes: number[];
+  /** Every burst starts from a full pool. */
+  waitPool: () => Promise<void>;
+  log: (s: string) => void;
+}
+
+async function conversation(http: JsonClient): Promise<{ create: number; first: number; id: string }> {
+  const t0 = performance.now();
+  const s = await http.createSession();
+  const create = performance.now() - t0;
+  const r = await http.run(s.id, 'print(1)');
+  if (r.stdout !== '1\n') throw new Error(`burst print(1): ${JSON.stringify(r).slice(0, 300)}`);
+  return { create, first: performance.now() - t0, id: s.id };
+}
+
+async function dockerRunPrint(image: string, tag: string): Promise<number> {
+  const args = ['run', '--rm', '--network', 'none', '--label', `sessionbox-bench=${tag}`, '--entrypoint', 'python3', image, '-c', 'print(1)'];
+  const { ms, value } = await timed(() => run('docker', args));
+  if (value.stdout !== '1\n') throw new Error(`docker run print(1): ${JSON.stringify(value.stdout)}`);
+  return ms;
+}
+
+export async function benchBurst(o: BurstOptions): Promise<BurstResult> {
+  const { http } = o;
+  const bursts: BurstRow[] = [];
+  for (const n of o.sizes) {
+    await o.waitPool();
+    o.log(`burst: ${n} conversations at once (create + print(1)), then ${n} docker run print(1) at once`);
+    const conv = await Promise.all(Array.from({ length: n }, () => conversation(http)));
+    await Promise.all(conv.map((c) => http.deleteSession(c.id)));
+    await o.waitPool();
+    const runs = await Promise.all(Array.from({ length: n }, () => dockerRunPrint(o.image, o.tag)));
+    bursts.push({ n, create: summarize(conv.map((c) => c.create)), firstResult: summarize(conv.map((c) => c.first)), dockerRun: summarize(runs) });
+  }
+
+  await o.waitPool();
+  const probe = await http.createSession();
+  for (let i = 0; i < 5; i++) await http.run(probe.id, i % 2 ? PLOT : 'print(1)');
+  const quietPrint: number[] = [];
+  const quietPlot: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    quietPrint.push((await timed(() => http.run(probe.id, 'print(1)'))).ms);
+    quietPlot.push((await timed(() => http.run(probe.id, PLOT))).ms);
+  }
+  await o.waitPool();
+  o.log('burst: a running session\'s print(1) and plot while 8 sessions are created (×3)');
+  const burstPrint: number[] = [];
+  const burstPlot: number[] = [];
+  const creates = 8;
+  for (let b = 0; b < 3; b++) {
+    await o.waitPool();
+    let done = false;
+    const made = Promise.all(Array.from({ length: creates }, () => conversation(http))).finally(() => (done = true));
+    while (!done) {
+      burstPrint.push((await timed(() => http.run(probe.id, 'print(1)'))).ms);
+      burstPlot.push((await timed(() => http.run(probe.id, PLOT))).ms);
+    }
+    await Promise.all((await made).map((c) => http.deleteSession(c.id)));
+  }
+  await http.deleteSession(probe.id);
+  return {
+    bursts,
+    running: { quietPrint: summarize(quietPrint), quietPlot: summarize(quietPlot), burstPrint: summarize(burstPrint), burstPlot: summarize(burstPlot), creates },
+  };
+}
+
+export function burstReportLines(r: BurstResult): string[] {
+  const pm = (s: Summary) => `${fmtMs(s.p50)} / ${fmtMs(s.max)}`;
+  const x = (a: Summary, b: Summary) => `${(a.p50 / b.p50).toFixed(1)}×`;
+  const { running: q } = r;
+  return [
+    '',
+    '| Conversations at once | create p50 / max | first result p50 / max | `docker run … print(1)`, same burst, p50 / max |',
+    '|---|---|---|---|',
+    ...r.bursts.map((b) => `| ${b.n} | ${pm(b.create)} | ${pm(b.firstResult)} | ${pm(b.dockerRun)} |`),
+    '',
+    `A running session during a burst of ${q.creates} creates (p50 quiet → during): print(1) ${fmtMs(q.quietPrint.p50)} → ${fmtMs(q.burstPrint.p50)} (${x(q.burstPrint, q.quietPrint)}, ${q.burstPrint.n} samples), ` +
+      `plot ${fmtMs(q.quietPlot.p50)} → ${fmtMs(q.burstPlot.p50)} (${x(q.burstPlot, q.quietPlot)}, ${q.burstPlot.n} samples).`,
+  ];
+}
