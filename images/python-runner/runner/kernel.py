@@ -23,6 +23,7 @@ import asyncio
 import base64
 import builtins
 import ctypes
+import importlib.machinery
 import inspect
 import io
 import json
@@ -160,11 +161,8 @@ def _install_seccomp(libc, pids):
               file=sys.stderr)
 
 
-def _setup_matplotlib():
-    import matplotlib
-
+def _configure_matplotlib(matplotlib):
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib import font_manager
 
     # matplotlib >= 3.6 falls back glyph by glyph along font.family, so Latin text keeps
@@ -174,7 +172,30 @@ def _setup_matplotlib():
         families.append(CJK_FONT)
     matplotlib.rcParams["font.family"] = families
     matplotlib.rcParams["axes.unicode_minus"] = False
-    return matplotlib, plt
+
+
+class _AfterImport:
+    """A sys.meta_path finder that runs a hook right after a module's first import: a cold
+    kernel imports matplotlib on first use and is set up exactly as a preloaded one."""
+
+    def __init__(self, hooks):
+        self.hooks = dict(hooks)
+
+    def find_spec(self, name, path, target=None):
+        hook = self.hooks.pop(name, None)
+        if hook is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module  # a loader object of this module alone
+
+        def exec_then_hook(module):
+            exec_module(module)
+            hook(module)
+
+        spec.loader.exec_module = exec_then_hook
+        return spec
 
 
 def _reap_children():
@@ -206,14 +227,22 @@ def _png_size(png):
     return struct.unpack(">II", png[16:24])
 
 
+class _NoFigure:
+    """Nothing is an instance of it: the Figure class before matplotlib is imported."""
+
+
 class Figures:
     """Renders pyplot figures to PNG and sends them to the supervisor."""
 
-    def __init__(self, kernel, matplotlib, plt):
+    def __init__(self, kernel):
         self.kernel = kernel
-        self.plt = plt
-        self.Figure = matplotlib.figure.Figure
+        self.plt = None
+        self.Figure = _NoFigure  # until pyplot is imported
         self.begin(50, 25_000_000)
+
+    def attach(self, plt):
+        self.plt = plt
+        self.Figure = sys.modules["matplotlib.figure"].Figure
 
         def show(*args, **kwargs):
             """Display all open figures (sessionbox: sends them as PNG and closes them)."""
@@ -234,6 +263,8 @@ class Figures:
         self.over_count = 0
 
     def open_figures(self):
+        if self.plt is None:
+            return []
         from matplotlib._pylab_helpers import Gcf
 
         return [manager.canvas.figure for manager in Gcf.get_all_fig_managers()]
@@ -298,11 +329,20 @@ class Kernel:
         self.interrupt_pending = False
         self.count = 0
         self.loop = None
-        matplotlib, plt = _setup_matplotlib()
-        import numpy  # noqa: F401  (imported so the first cell does not pay for it)
-        import pandas  # noqa: F401
+        self.figures = Figures(self)
+        hooks = {"matplotlib": _configure_matplotlib, "matplotlib.pyplot": self.figures.attach}
+        if os.environ.get("SESSIONBOX_IMPORTS") == "lazy":
+            # A cold kernel answers at once; the first cell that imports them pays for them.
+            sys.meta_path.insert(0, _AfterImport(hooks))
+        else:
+            # A pooled kernel has the time: the first cell does not pay for these.
+            import matplotlib
+            _configure_matplotlib(matplotlib)
+            import matplotlib.pyplot as plt
+            self.figures.attach(plt)
+            import numpy  # noqa: F401
+            import pandas  # noqa: F401
 
-        self.figures = Figures(self, matplotlib, plt)
         main = types.ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
         main.__dict__["display"] = self.display

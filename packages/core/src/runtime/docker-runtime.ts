@@ -8,6 +8,7 @@ import type {
   ContainerRuntime,
   ContainerUsage,
   ExecOptions,
+  CpuWeight,
   ExecProcess,
   SessionContainerSpec,
 } from './container-runtime';
@@ -69,6 +70,12 @@ function statusOf(err: unknown): number | undefined {
  * Writable space is tmpfs, whose pages the kernel charges to the container's memory cgroup,
  * so the engine limit is memory + disk: files can never eat the interpreter's share.
  */
+/**
+ * Docker's CPU shares (cgroup v2: cpu.weight 1 for 2, 100 for 1024): a warming container at 2
+ * gets about 1/512 of a contended CPU beside a running session, and all of an idle one.
+ */
+export const CPU_SHARES: Record<CpuWeight, number> = { low: 2, normal: 1024 };
+
 export function hostConfigFor(spec: SessionContainerSpec, uid: number): Docker.HostConfig {
   const { memoryMb, diskMb, cpus, pids } = spec.limits;
   const tmpMb = Math.min(TMP_MB_MAX, Math.max(4, Math.floor(diskMb / 4)));
@@ -80,6 +87,7 @@ export function hostConfigFor(spec: SessionContainerSpec, uid: number): Docker.H
     MemorySwap: mem,
     MemorySwappiness: 0,
     NanoCpus: Math.round(cpus * 1e9),
+    CpuShares: CPU_SHARES[spec.cpuWeight ?? 'normal'],
     PidsLimit: spec.runtime === 'runsc' ? RUNSC_PIDS_BASE + pids * RUNSC_PIDS_PER_PROCESS : pids,
     NetworkMode: spec.network ? 'bridge' : 'none',
     ReadonlyRootfs: true,
@@ -140,6 +148,7 @@ export class DockerRuntime implements ContainerRuntime {
         AttachStdout: false,
         AttachStderr: false,
         Tty: false,
+        ...(spec.lazyImports ? { Env: ['SESSIONBOX_IMPORTS=lazy'] } : {}),
         NetworkDisabled: !spec.network,
         HostConfig: hostConfigFor(spec, uid),
       });
@@ -175,6 +184,10 @@ export class DockerRuntime implements ContainerRuntime {
   private async removing(id: string): Promise<boolean> {
     const info = await this.inspect(id).catch(() => undefined);
     return info === null || info?.state === 'removing';
+  }
+
+  async setCpuWeight(id: string, weight: CpuWeight): Promise<void> {
+    await this.docker.getContainer(id).update({ CpuShares: CPU_SHARES[weight] });
   }
 
   async inspect(id: string): Promise<ContainerInfo | null> {

@@ -166,6 +166,8 @@ export class WarmPool implements WarmPoolControl {
         labels: sessionLabels({ namespace, sessionId, host: this.host, now: createdAt, expiresAt: createdAt + this.settings.maxAgeMs, pool: true }),
         limits: DEFAULT_LIMITS,
         runtime: this.opts.ociRuntime,
+        // Its imports yield the CPU to running sessions; the claim raises it to normal.
+        cpuWeight: 'low',
       });
       await this.waitReady(containerId);
       if (this.stopped) throw new Error('the pool stopped');
@@ -262,7 +264,8 @@ export interface WarmClaimOptions {
  * The `claimWarm` hook of `SessionService`: pops the oldest listed container of the host. One
  * past the max age, or that the engine no longer runs, is removed and the next one is tried;
  * an empty list means a cold start. The inspect (about a millisecond) keeps a dead container
- * from ever being handed out.
+ * from ever being handed out; beside it, the container's CPU weight is raised from the pool's low
+ * one to normal (a session that could not be raised is not handed out either).
  */
 export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{ sessionId: string; containerId: string } | null> {
   const keys = new Keys(opts.namespace);
@@ -275,8 +278,14 @@ export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{
       const parsed = PoolEntry.safeParse(safeJson(raw));
       if (!parsed.success) continue;
       const e = parsed.data;
-      const info = Date.now() - e.createdAt < opts.maxAgeMs ? await runtime.inspect(e.containerId).catch(() => null) : null;
-      if (info?.running && info.labels[Labels.sessionId] === e.sessionId) return { sessionId: e.sessionId, containerId: e.containerId };
+      const [info, raised] =
+        Date.now() - e.createdAt < opts.maxAgeMs
+          ? await Promise.all([
+              runtime.inspect(e.containerId).catch(() => null),
+              runtime.setCpuWeight(e.containerId, 'normal').then(() => true, () => false),
+            ])
+          : [null, false];
+      if (info?.running && raised && info.labels[Labels.sessionId] === e.sessionId) return { sessionId: e.sessionId, containerId: e.containerId };
       opts.logger.info({ host, sessionId: e.sessionId, containerId: e.containerId }, 'warm container skipped (too old or not running)');
       void runtime.remove(e.containerId).catch(() => undefined);
     }
