@@ -1,0 +1,96 @@
+import IORedis from 'ioredis';
+import { Keys } from '@sessionbox/core';
+import { REDIS_URL, docker, useSystem, waitFor } from './helpers/system';
+
+/** Issue 16: pool refills yield the CPU until claimed; a cold kernel imports on first use. */
+
+const LOADED = "import sys\nprint(sorted(m for m in ('numpy', 'pandas', 'matplotlib') if m in sys.modules))";
+
+async function containerOf(redis: IORedis, keys: Keys, sessionId: string) {
+  const id = await redis.hget(keys.session(sessionId), 'containerId');
+  if (!id) throw new Error(`no container recorded for ${sessionId}`);
+  return docker.getContainer(id).inspect();
+}
+
+describe('a cold session (no pool): imports on first use', () => {
+  const sys = useSystem({ SESSIONBOX_POOL_SIZE: '0' });
+  let redis: IORedis;
+  beforeAll(() => void (redis = new IORedis(REDIS_URL)));
+  afterAll(() => redis.quit());
+
+  test('answers before importing anything, at normal CPU weight; pandas works in the first cell that uses it', async () => {
+    const s = await sys.http.createSession();
+    const info = await containerOf(redis, new Keys(sys.config.namespace), s.id);
+    expect(info.Config.Env).toContain('SESSIONBOX_IMPORTS=lazy');
+    expect(info.HostConfig.CpuShares).toBe(1024);
+    const first = await sys.http.run(s.id, LOADED);
+    expect(first).toMatchObject({ status: 'succeeded', stdout: '[]\n' });
+    const df = await sys.http.run(s.id, "import pandas as pd\nprint(int(pd.DataFrame({'a': [1, 2, 3]})['a'].sum()))");
+    expect(df).toMatchObject({ status: 'succeeded', stdout: '6\n', stderr: '' });
+  });
+
+  test('a figure and japanize_matplotlib work from a cold kernel, set up as a preloaded one', async () => {
+    const s = await sys.http.createSession();
+    const code = [
+      'import japanize_matplotlib',
+      'import matplotlib, matplotlib.pyplot as plt',
+      "plt.plot([1, 2, 3], [1, 4, 9]); plt.title('売上の推移')",
+      'plt.show()',
+      "print(matplotlib.get_backend(), matplotlib.rcParams['font.family'], matplotlib.rcParams['axes.unicode_minus'])",
+      'fig = plt.figure(); fig.gca().plot([1, 2])',
+      'fig',
+    ].join('\n');
+    const r = await sys.http.run(s.id, code);
+    expect(r.status).toBe('succeeded');
+    expect(r.stdout).toBe("agg ['DejaVu Sans', 'Noto Sans CJK JP'] False\n");
+    expect(r.stderr).not.toMatch(/Glyph|missing from/);
+    // plt.show() sends the first; the trailing figure value is shown like a notebook's.
+    expect(r.figures).toHaveLength(2);
+  });
+});
+
+describe('a pooled session (pool of 1): warms at low CPU weight, claimed at normal', () => {
+  const sys = useSystem({ SESSIONBOX_POOL_SIZE: '1' });
+  let redis: IORedis;
+  beforeAll(() => void (redis = new IORedis(REDIS_URL)));
+  afterAll(() => redis.quit());
+
+  test('the listed container has CpuShares 2 and preloads; the claim raises it to 1024', async () => {
+    const keys = new Keys(sys.config.namespace);
+    const raw = await waitFor(() => redis.lindex(keys.pool('local'), 0), 90_000);
+    const entry = JSON.parse(raw) as { sessionId: string; containerId: string };
+    const before = await docker.getContainer(entry.containerId).inspect();
+    expect(before.HostConfig.CpuShares).toBe(2);
+    expect(before.Config.Env).not.toContain('SESSIONBOX_IMPORTS=lazy');
+
+    const s = await sys.http.createSession();
+    expect(s.id).toBe(entry.sessionId);
+    const after = await docker.getContainer(entry.containerId).inspect();
+    expect(after.HostConfig.CpuShares).toBe(1024);
+    const r = await sys.http.run(s.id, LOADED);
+    expect(r).toMatchObject({ status: 'succeeded', stdout: "['matplotlib', 'numpy', 'pandas']\n" });
+  });
+});
+
+describe('a pool sized by demand (size 1, budget 160 MiB = 2 containers, 10 s window)', () => {
+  const sys = useSystem({ SESSIONBOX_POOL_SIZE: '1', SESSIONBOX_POOL_MEMORY_MB: '160', SESSIONBOX_POOL_DEMAND_WINDOW_SECONDS: '10' });
+  let redis: IORedis;
+  beforeAll(() => void (redis = new IORedis(REDIS_URL)));
+  afterAll(() => redis.quit());
+
+  test('grows with a burst of creates to its budget, never past it, and shrinks back when idle', async () => {
+    const keys = new Keys(sys.config.namespace);
+    const held = async () => (await redis.llen(keys.pool('local'))) + (await redis.zcard(keys.poolFilling('local')));
+    await waitFor(async () => (await redis.llen(keys.pool('local'))) === 1, 90_000);
+    const made = await Promise.all([1, 2, 3].map(() => sys.http.createSession()));
+    await waitFor(async () => (await redis.llen(keys.pool('local'))) === 2, 90_000);
+    for (let i = 0; i < 10; i++) {
+      expect(await held()).toBeLessThanOrEqual(2);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The window passes with no creates: back to its size (surplus taken back within a check interval).
+    await waitFor(async () => (await redis.llen(keys.pool('local'))) === 1, 30_000);
+    expect(await held()).toBe(1);
+    for (const s of made) await sys.http.delete(`/v1/sessions/${s.id}`);
+  });
+});
