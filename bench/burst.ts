@@ -32,6 +32,8 @@ export interface BurstOptions {
   sizes: number[];
   /** Every burst starts from a full pool. */
   waitPool: () => Promise<void>;
+  /** Creations under way in the pool (a pool sized by demand may still be growing once full). */
+  filling: () => Promise<number>;
   log: (s: string) => void;
 }
 
@@ -51,8 +53,19 @@ async function dockerRunPrint(image: string, tag: string): Promise<number> {
   return ms;
 }
 
-export async function benchBurst(o: BurstOptions): Promise<BurstResult> {
-  const { http } = o;
+export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
+  const { http } = opts;
+  // Full, and no creation under way for half a second: the pool has settled at its target.
+  const o = {
+    ...opts,
+    waitPool: async () => {
+      for (let quiet = 0; quiet < 5; ) {
+        await opts.waitPool();
+        quiet = (await opts.filling()) === 0 ? quiet + 1 : 0;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+  };
   const bursts: BurstRow[] = [];
   for (const n of o.sizes) {
     await o.waitPool();

@@ -235,7 +235,7 @@ async function main() {
       log(`dify-sandbox /v1/sandbox/run ×${q ? 10 : 30} each: a trivial python3 main, a pandas main`);
       res.dify = await benchDifySandbox(http(), q ? 10 : 30, () => waitPoolFull());
     }
-    if (want('burst')) res.burst = await benchBurst({ http: http(), image: o.image, tag: namespace, sizes: [4, 10, 20], waitPool: () => waitPoolFull(), log });
+    if (want('burst')) res.burst = await benchBurst({ http: http(), image: o.image, tag: namespace, sizes: [4, 10, 20], waitPool: () => waitPoolFull(), filling: () => redis.zcard(keys.poolFilling('local')), log });
 
     let probe: { id: string; containerId: string } | null = null;
     const probeSession = async () => {
