@@ -65,7 +65,11 @@ describe('a pooled session (pool of 1): warms at low CPU weight, claimed at norm
 
     const s = await sys.http.createSession();
     expect(s.id).toBe(entry.sessionId);
-    const after = await docker.getContainer(entry.containerId).inspect();
+    // The claim raises it in the background (the engine's update is not on the create's path).
+    const after = await waitFor(async () => {
+      const info = await docker.getContainer(entry.containerId).inspect();
+      return info.HostConfig.CpuShares === 1024 ? info : null;
+    }, 10_000);
     expect(after.HostConfig.CpuShares).toBe(1024);
     const r = await sys.http.run(s.id, LOADED);
     expect(r).toMatchObject({ status: 'succeeded', stdout: "['matplotlib', 'numpy', 'pandas']\n" });

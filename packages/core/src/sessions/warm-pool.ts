@@ -293,8 +293,8 @@ export interface WarmClaimOptions {
  * The `claimWarm` hook of `SessionService`: pops the oldest listed container of the host. One
  * past the max age, or that the engine no longer runs, is removed and the next one is tried;
  * an empty list means a cold start. The inspect (about a millisecond) keeps a dead container
- * from ever being handed out; beside it, the container's CPU weight is raised from the pool's low
- * one to normal (a session that could not be raised is not handed out either).
+ * from ever being handed out; then the container's CPU weight is raised from the pool's low one to
+ * normal, in the background.
  */
 export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{ sessionId: string; containerId: string } | null> {
   const keys = new Keys(opts.namespace);
@@ -319,14 +319,15 @@ export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{
       const parsed = PoolEntry.safeParse(safeJson(raw));
       if (!parsed.success) continue;
       const e = parsed.data;
-      const [info, raised] =
-        Date.now() - e.createdAt < opts.maxAgeMs
-          ? await Promise.all([
-              runtime.inspect(e.containerId).catch(() => null),
-              runtime.setCpuWeight(e.containerId, 'normal').then(() => true, () => false),
-            ])
-          : [null, false];
-      if (info?.running && raised && info.labels[Labels.sessionId] === e.sessionId) return { sessionId: e.sessionId, containerId: e.containerId };
+      const info = Date.now() - e.createdAt < opts.maxAgeMs ? await runtime.inspect(e.containerId).catch(() => null) : null;
+      if (info?.running && info.labels[Labels.sessionId] === e.sessionId) {
+        // Not awaited: the engine's update takes tens of ms under load, more than the rest of a warm
+        // create; until it lands the session's first cell runs at the low weight (only slower when contended).
+        void runtime
+          .setCpuWeight(e.containerId, 'normal')
+          .catch((err) => opts.logger.warn({ host, sessionId: e.sessionId, containerId: e.containerId, err: errMsg(err) }, 'could not raise a claimed container to normal CPU weight'));
+        return { sessionId: e.sessionId, containerId: e.containerId };
+      }
       opts.logger.info({ host, sessionId: e.sessionId, containerId: e.containerId }, 'warm container skipped (too old or not running)');
       void runtime.remove(e.containerId).catch(() => undefined);
     }
