@@ -1,28 +1,12 @@
 import type { JsonClient } from './http-client';
 import { fmtMs, summarize, timed, type Summary } from './stats';
+import { PYTHON3_RUNNER } from '../tests/helpers/dify-templates';
 
 /**
  * `--only dify`: `POST /v1/sandbox/run` as Dify's Code node sends it (python3_transformer's runner
  * around a `main`, inputs as base64 JSON), each call a throwaway session from the warm pool.
  */
 
-// Dify's Python3TemplateTransformer runner script (api/core/helper/code_executor/python3).
-const RUNNER = `{{code}}
-
-import json
-from base64 import b64decode
-
-# decode and prepare input dict
-inputs_obj = json.loads(b64decode('{{inputs}}').decode('utf-8'))
-
-# execute main function
-output_obj = main(**inputs_obj)
-
-# convert output to json and print
-output_json = json.dumps(output_obj, indent=4)
-result = f'''<<RESULT>>{output_json}<<RESULT>>'''
-print(result)
-`;
 
 const TRIVIAL = 'def main(x: int) -> dict:\n    return {"y": x + 1}';
 const PANDAS = [
@@ -47,7 +31,7 @@ async function runMain(http: JsonClient, code: string): Promise<void> {
   const inputs = Buffer.from(JSON.stringify({ x: 1 })).toString('base64');
   const r = await http.request('POST', '/v1/sandbox/run', {
     language: 'python3',
-    code: RUNNER.replace('{{code}}', code).replace('{{inputs}}', inputs),
+    code: PYTHON3_RUNNER.replace('{{code}}', code).replace('{{inputs}}', inputs),
     preload: '',
     enable_network: true,
   });

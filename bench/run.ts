@@ -9,17 +9,19 @@ import Table from 'cli-table3';
 import IORedis from 'ioredis';
 import { Queue, Worker } from 'bullmq';
 import { DockerRuntime, KernelChannel, Keys } from '@sessionbox/core';
+import { fairShareRow, runFairShare, type FairShareResult } from './fair-share';
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
 import { benchDifySandbox, difyReportLines, type DifyBenchResult } from './dify-sandbox';
 import { benchBurst, burstReportLines, type BurstResult } from './burst';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { JsonClient } from './http-client';
+import { jupyterReport, runJupyterBench, type JupyterResults } from './jupyter';
 import { containerMemory, containerPids, cpuSnapshot, machineInfo, meminfo, pidsMatching, shimRss, type MachineInfo } from './machine';
 import { readFileSync } from 'node:fs';
 import { fmtBytes, fmtMs, round, sleep, speedup, summarize, timed, type Summary } from './stats';
 import { REDIS_URL, ROOT, cleanupNamespace, docker, startBenchSystem, type BenchSystem, type Mode } from './system';
 
-const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'burst', 'print', 'plot', 'profile', 'ttl', 'sustained', 'memory', 'floor'] as const;
+const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'burst', 'print', 'plot', 'jupyter', 'profile', 'ttl', 'sustained', 'memory', 'floor', 'fairshare'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const PLOT_CODE = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
@@ -49,6 +51,7 @@ interface Results {
   warm?: { create: Summary; firstResult: Summary; claimed: number; missed: number; refillPerSecond: number };
   print?: Summary & { breakdown: Record<string, number> };
   plot?: Summary;
+  jupyter?: JupyterResults;
   profile?: Record<string, Summary>;
   ttl?: { ttlSeconds: number; goneAfterExpiry: Summary; reaperIntervalMs: number };
   sustained?: {
@@ -73,6 +76,7 @@ interface Results {
   };
   floor?: { name: string; workingSetBytes: number; rssBytes: number }[];
   dify?: DifyBenchResult;
+  fairShare?: FairShareResult;
   burst?: BurstResult;
   cpuProfiles?: ProfileSummary[];
   errors: string[];
@@ -283,6 +287,8 @@ async function main() {
       res.plot = summarize(xs);
     }
 
+    if (want('jupyter')) res.jupyter = await runJupyterBench({ ourUrl: sys!.url, n: { print: q ? 30 : 100, plot: q ? 10 : 30 }, log });
+
     if (want('profile')) {
       const s = await probeSession();
       log(`profile: the pieces of a round trip, each on its own (×${n.profile})`);
@@ -331,6 +337,8 @@ async function main() {
       ch.close();
       res.profile = profile;
     }
+
+    if (want('fairshare')) res.fairShare = await runFairShare(http(), { quick: q, log });
 
     if (want('ttl')) {
       log(`TTL precision: ${n.ttl} sessions with ttlSeconds 10, idle until the reaper removes them`);
@@ -656,6 +664,7 @@ function rows(r: Results): Row[] {
       target: '≤ 5 s',
       met: r.ttl.goneAfterExpiry.max <= 5000,
     });
+  if (r.fairShare) out.push(fairShareRow(r.fairShare));
   return out;
 }
 
@@ -687,6 +696,7 @@ function report(r: Results): string {
       `Where a \`print(1)\` round trip goes (means, ms; record timestamps): client → recorded ${d.beforeQueue}, queued → started ${d.queueToStart}, started → finished ${d.run}, finished → client has the answer ${d.afterFinish}.`,
     );
   }
+  if (r.jupyter) lines.push('', ...jupyterReport(r.jupyter));
   if (r.profile) {
     lines.push('', '| Piece, measured alone | p50 | p95 |', '|---|---|---|');
     for (const [k, s] of Object.entries(r.profile)) lines.push(`| ${k} | ${fmtMs(s.p50)} | ${s.n > 1 ? fmtMs(s.p95) : '–'} |`);

@@ -6,6 +6,8 @@
 #                          installs runsc when missing if root with apt-get, so the hostile-code
 #                          suite runs under both runtimes; SESSIONBOX_INSTALL_RUNSC=0 opts out)
 #   (d) the session image (scripts/build-runner-image.sh)
+#   (e) chromium          (installs Debian's chromium and a Japanese font for the console's browser
+#                          tests, tests/console.test.ts; without root it only warns)
 # Installing needs root; without root the script says what is missing and exits 1.
 # When everything is already up it finishes in well under a second.
 #
@@ -287,6 +289,18 @@ else
   log "Redis up in $(elapsed "$start")"
 fi
 log "redis: $RHOST:$RPORT answers"
+
+# ---- (e) chromium for the console's browser tests --------------------------------------------
+ensure_chromium() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # The console shows Japanese text: without a CJK font the browser draws boxes.
+  fc-list :lang=ja 2>/dev/null | grep -q . || missing+=(fonts-vlgothic)
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if is_root && command -v apt-get >/dev/null 2>&1; then apt_install "${missing[@]}"
+  else log "warning: missing ${missing[*]}: the console's browser tests cannot run (install: sudo apt-get install -y ${missing[*]})"; fi
+}
+ensure_chromium
 
 # ---- (d) session image ------------------------------------------------------------------------
 if [[ "${SESSIONBOX_SKIP_IMAGE:-0}" != 1 ]]; then

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 bash scripts/ensure-infra.sh
+node --import tsx apps/console/build.ts
 # Four warm containers for default-limit sessions (~90 MB each); SESSIONBOX_POOL_SIZE=0 turns the pool off.
 export SESSIONBOX_POOL_SIZE="${SESSIONBOX_POOL_SIZE:-4}"
 port="${SESSIONBOX_PORT:-8000}"
@@ -23,6 +24,7 @@ for _ in $(seq 1 100); do
   if curl -fsS "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 || curl -fsS "http://${host}:${port}/healthz" >/dev/null 2>&1; then
     shown_host="$host"; [ "$host" = "0.0.0.0" ] && shown_host="127.0.0.1"
     echo "[sessionbox] ready: http://${shown_host}:${port}  (Ctrl-C stops api and worker)"
+    echo "[sessionbox] console: http://${shown_host}:${port}/console"
     break
   fi
   for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "[sessionbox] a process exited during start-up" >&2; stop; }; done

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 bash scripts/ensure-infra.sh
 npx tsc --noEmit -p tsconfig.json
+npx tsc --noEmit -p apps/console/tsconfig.json && node --import tsx apps/console/build.ts
 exec npx jest "$@"

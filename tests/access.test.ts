@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { loadConfig } from '@sessionbox/core';
 import { startApi } from '../apps/api/src/server';
-import { Http, namespaceContainers, removeNamespace, startSystem, testConfig, type TestSystem } from './helpers/system';
+import { Http, namespaceContainers, removeNamespace, startSystem, stopExpectingNoLeak, testConfig, type TestSystem } from './helpers/system';
 
 // Every key of this file; names are the owners of what each key makes.
 const KEYS = {
@@ -30,9 +30,7 @@ describe('API keys: tenants, admin, limits', () => {
     admin = new Http(sys.url, bearer(ADMIN_KEY));
     anon = new Http(sys.url);
   });
-  afterAll(async () => {
-    await sys?.stop();
-  });
+  afterAll(() => sys && stopExpectingNoLeak(sys));
 
   test('no key or a wrong key → 401 unauthorized with WWW-Authenticate; health and the API description stay open', async () => {
     for (const [path, method] of [

@@ -1,16 +1,15 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import IORedis from 'ioredis';
 import { loadConfig, sessionLabels } from '@sessionbox/core';
 import { startWorker } from '../apps/worker/src/worker';
-import { REDIS_URL, docker, namespaceContainers, removeNamespace, sleep, startSystem, testNamespace, type TestSystem } from './helpers/system';
+import { runAdminCli, type CliResult } from './helpers/admin-cli';
+import { REDIS_URL, describeContainers, docker, namespaceContainers, removeNamespace, sleep, startSystem, testNamespace, type TestSystem } from './helpers/system';
 
 /**
  * The admin CLI, run for real (`node bin/sessionbox-admin.cjs …` as a child process) against a real
- * api + worker, real Docker and real Redis, on a namespace of its own.
+ * api + worker, real Docker and real Redis, on a namespace of its own for each test (each test makes
+ * the state it needs, so any one of them runs alone).
  */
-const ROOT = join(__dirname, '..');
 const IMAGE = process.env.SESSIONBOX_IMAGE ?? 'sessionbox/python-runner:latest';
 
 let sys: TestSystem;
@@ -18,27 +17,11 @@ let ns: string;
 let redis: IORedis;
 const foreign: string[] = [];
 const otherNs = testNamespace('other');
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+/** Containers of the namespace a test leaves on purpose (what a crash leaves): the leak check passes over them. */
+let deliberate: string[] = [];
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/sessionbox-admin.cjs'), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, SESSIONBOX_NAMESPACE: ns, SESSIONBOX_REDIS_URL: REDIS_URL, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runAdminCli(args, { SESSIONBOX_NAMESPACE: ns, SESSIONBOX_REDIS_URL: REDIS_URL, ...env });
 }
 
 async function json(args: string[], env: Record<string, string> = {}) {
@@ -97,18 +80,40 @@ async function makeLabelledOrphan(opts: { pool?: boolean } = {}) {
   return { sessionId, containerId: c.id };
 }
 
-beforeAll(async () => {
-  sys = await startSystem();
-  ns = sys.config.namespace;
+/** Session A: metadata, a smaller memory limit and one execution. */
+async function sessionA() {
+  const a = await sys.http.createSession({ metadata: { team: 'red', job: 'a' }, limits: { memoryMb: 256 } });
+  const run = await sys.http.run(a.id, 'x = 6 * 7\nprint("hello from a")\nx');
+  return { a, execId: run.id as string };
+}
+
+/** Session D: a figure in its data. */
+async function sessionD() {
+  const d = await sys.http.createSession({ metadata: { team: 'blue' } });
+  await sys.http.run(d.id, 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()');
+  return d;
+}
+
+async function deleteSession(id: string) {
+  expect((await sys.http.delete(`/v1/sessions/${id}`)).status).toBe(204);
+}
+
+beforeAll(() => {
   redis = new IORedis(REDIS_URL);
 });
-
+beforeEach(async () => {
+  sys = await startSystem();
+  ns = sys.config.namespace;
+  deliberate = [];
+});
+afterEach(async () => {
+  const left = (await sys.stop()).filter((c) => !deliberate.includes(c.Id));
+  expect({ leftBehind: describeContainers(left) }).toEqual({ leftBehind: [] });
+});
 afterAll(async () => {
-  await sys.stop();
-  for (const id of foreign) await docker.getContainer(id).remove({ force: true }).catch(() => undefined);
+  for (const id of foreign) await docker.getContainer(id).remove({ force: true });
   await removeNamespace(otherNs);
   await redis.quit();
-  expect(await namespaceContainers(ns)).toHaveLength(0);
 });
 
 describe('usage', () => {
@@ -141,16 +146,9 @@ describe('usage', () => {
 });
 
 describe('with a running system', () => {
-  let a: { id: string };
-  let d: { id: string };
-  let execId: string;
-
   test('ls --json lists the sessions with their fields; --meta and --status filter', async () => {
-    a = await sys.http.createSession({ metadata: { team: 'red', job: 'a' }, limits: { memoryMb: 256 } });
-    d = await sys.http.createSession({ metadata: { team: 'blue' } });
-    const run = await sys.http.run(a.id, 'x = 6 * 7\nprint("hello from a")\nx');
-    execId = run.id;
-    await sys.http.run(d.id, 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()');
+    const { a } = await sessionA();
+    const d = await sessionD();
 
     const { code, body } = await json(['ls']);
     expect(code).toBe(0);
@@ -181,9 +179,12 @@ describe('with a running system', () => {
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^SESSION\s+STATE\s+HOST\s+CONTAINER\s+AGE\s+IDLE\s+EXPIRES IN\s+MEMORY\s+LIMITS\s+METADATA/);
     expect(table.stdout).toMatch(new RegExp(`${a.id}\\s+ready\\s+local\\s+[0-9a-f]{12} running .*MiB / 256 MiB\\s+256M mem.*team=red,job=a`));
+    await deleteSession(a.id);
+    await deleteSession(d.id);
   });
 
   test('inspect shows the record, the container and recent executions', async () => {
+    const { a, execId } = await sessionA();
     const text = await cli(['inspect', a.id]);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`Session ${a.id}`);
@@ -202,6 +203,7 @@ describe('with a running system', () => {
     const missing = await cli(['inspect', uuidv4()]);
     expect(missing.code).toBe(1);
     expect(missing.stdout).toContain('nothing in namespace');
+    await deleteSession(a.id);
   });
 
   test('kill destroys a session now, and killing it again (or an unknown id) is fine', async () => {
@@ -221,11 +223,10 @@ describe('with a running system', () => {
   });
 
   describe('after crashes (worker stopped, so no reaper heals anything)', () => {
-    let crashed: { orphanOfD: string; orphanOfQ: string; queuedJob: string; killed: { id: string; cid: string }; removed: { id: string; cid: string }; expired: { id: string; cid: string } };
-    let foreignSimilar: string;
-    let foreignOtherNs: string;
-
-    test('dry-run lists every kind of leftover, skips foreign containers, and changes nothing', async () => {
+    /** Live session A and every kind of leftover a crash leaves, plus two foreign containers. */
+    async function crashScene() {
+      const { a } = await sessionA();
+      const d = await sessionD();
       await sys.worker!.close();
       // 1) the record of D is deleted (an API that died before/after recording it): its container
       //    is an orphan, its executions, event logs, figures and index entries are leftovers
@@ -251,11 +252,16 @@ describe('with a running system', () => {
       const hourAgo = Date.now() - 3_600_000;
       await redis.hset(`sb:${ns}:session:${e.id}`, 'lastActiveAt', hourAgo - 600_000, 'expiresAt', hourAgo);
       await redis.zadd(`sb:${ns}:expiry`, hourAgo, e.id);
-      crashed = { orphanOfD: dContainer, orphanOfQ: qContainer, queuedJob: queued.body.id, killed: { id: k.id, cid: kc }, removed: { id: r.id, cid: rc }, expired: { id: e.id, cid: ec } };
+      const crashed = { orphanOfD: dContainer, orphanOfQ: qContainer, queuedJob: queued.body.id, killed: { id: k.id, cid: kc }, removed: { id: r.id, cid: rc }, expired: { id: e.id, cid: ec } };
       // foreign: a similar name without labels, and a sessionbox container of another namespace
-      foreignSimilar = await makeForeign(`sessionbox-${ns}-${uuidv4()}-foreign`);
-      foreignOtherNs = await makeForeign(`sessionbox-${otherNs}-${uuidv4()}`, sessionLabels({ namespace: otherNs, sessionId: uuidv4(), host: 'local', now: 0, expiresAt: 0 }));
+      const foreignSimilar = await makeForeign(`sessionbox-${ns}-${uuidv4()}-foreign`);
+      const foreignOtherNs = await makeForeign(`sessionbox-${otherNs}-${uuidv4()}`, sessionLabels({ namespace: otherNs, sessionId: uuidv4(), host: 'local', now: 0, expiresAt: 0 }));
+      return { a, d, q, k, r, e, crashed, foreignSimilar, foreignOtherNs };
+    }
 
+    test('dry-run lists every kind of leftover, skips foreign containers, and changes nothing', async () => {
+      const { a, d, q, k, r, e, crashed, foreignSimilar, foreignOtherNs } = await crashScene();
+      const { orphanOfD: dContainer, orphanOfQ: qContainer } = crashed;
       const keysBefore = await namespaceKeys();
       const containersBefore = (await namespaceContainers(ns)).map((c) => `${c.Id}:${c.State}`).sort();
       const { code, body } = await json(['cleanup', '--dry-run', '--grace', '0']);
@@ -287,9 +293,13 @@ describe('with a running system', () => {
       const text = await cli(['cleanup', '--dry-run', '--grace', '0']);
       expect(text.stdout).toContain('Would do:');
       expect(text.stdout).toContain('dry run: nothing was changed');
+      // what the crash left is still there, as it should after a dry run
+      deliberate.push(dContainer, qContainer, crashed.killed.cid, crashed.expired.cid);
+      await deleteSession(a.id);
     });
 
     test('a labelled container younger than the grace is left alone (a session being born)', async () => {
+      await sys.worker!.close();
       const young = await makeLabelledOrphan();
       const withGrace = await json(['cleanup', '--dry-run', '--kind', 'orphan_container', '--grace', '30s']);
       expect(withGrace.body.actions.map((x: any) => x.containerId)).not.toContain(young.containerId);
@@ -297,9 +307,11 @@ describe('with a running system', () => {
       expect(noGrace.body.actions.map((x: any) => x.containerId)).toContain(young.containerId);
       const older = await json(['cleanup', '--dry-run', '--kind', 'orphan_container', '--grace', '0', '--older-than', '1h']);
       expect(older.body.actions).toEqual([]);
+      deliberate.push(young.containerId);
     });
 
     test('a warm container listed in the pool list is not an orphan; once unlisted it is', async () => {
+      await sys.worker!.close();
       const warm = await makeLabelledOrphan({ pool: true });
       const entry = JSON.stringify({ sessionId: warm.sessionId, containerId: warm.containerId, createdAt: Date.now() });
       await redis.rpush(`sb:${ns}:pool:local`, entry);
@@ -311,9 +323,13 @@ describe('with a running system', () => {
       const unlisted = await json(['cleanup', '--dry-run', '--kind', 'orphan_container', '--grace', '0']);
       const action = unlisted.body.actions.find((x: any) => x.containerId === warm.containerId);
       expect(action?.reason).toBe('no session record, not in the pool list');
+      deliberate.push(warm.containerId);
     });
 
     test('cleanup removes them all in one pass and prints a summary; foreign containers survive', async () => {
+      const { a, d, crashed, foreignSimilar, foreignOtherNs } = await crashScene();
+      await makeLabelledOrphan();
+      await makeLabelledOrphan({ pool: true }); // labelled as warm, but not in the pool list
       const { code, body } = await json(['cleanup', '--grace', '0']);
       expect(code).toBe(0);
       // D's and Q's containers, the young one and the unlisted warm one
@@ -347,9 +363,14 @@ describe('with a running system', () => {
       const again = await cli(['cleanup', '--grace', '0']);
       expect(again.code).toBe(0);
       expect(again.stdout).toMatch(/namespace \S+: 0 found, 0 removed, 0 failed/);
+      await deleteSession(a.id);
     });
 
     test('after Redis is flushed (every key of the namespace), every container is an orphan and is removed', async () => {
+      const foreignSimilar = await makeForeign(`sessionbox-${ns}-${uuidv4()}-foreign`);
+      const foreignOtherNs = await makeForeign(`sessionbox-${otherNs}-${uuidv4()}`, sessionLabels({ namespace: otherNs, sessionId: uuidv4(), host: 'local', now: 0, expiresAt: 0 }));
+      await sys.worker!.close();
+      const a = await sys.http.createSession();
       const f = await sys.http.createSession();
       const fc = (await containerOf(f.id))!.Id;
       const ac = (await containerOf(a.id))!.Id;
@@ -382,9 +403,13 @@ describe('with a running system', () => {
       expect(dry.code).toBe(1);
       expect(dry.stderr).toContain('records could not be read');
       expect(await containerOf(g.id)).not.toBeNull();
+      await deleteSession(g.id);
     });
 
     test('cleanup --all --yes removes the namespace containers by label and nothing else', async () => {
+      const foreignSimilar = await makeForeign(`sessionbox-${ns}-${uuidv4()}-foreign`);
+      const foreignOtherNs = await makeForeign(`sessionbox-${otherNs}-${uuidv4()}`, sessionLabels({ namespace: otherNs, sessionId: uuidv4(), host: 'local', now: 0, expiresAt: 0 }));
+      await Promise.all([sys.http.createSession(), sys.http.createSession()]);
       const before = await namespaceContainers(ns);
       expect(before.length).toBeGreaterThan(0);
       const r = await cli(['cleanup', '--all', '--yes', '--grace', '0'], down);
@@ -392,12 +417,13 @@ describe('with a running system', () => {
       expect(r.stdout).toMatch(new RegExp(`all\\s+${before.length}\\s+${before.length}\\s+0\\s+0`));
       expect(r.code).toBe(1); // the containers are gone, but the records could not be ended
       expect(await namespaceContainers(ns)).toHaveLength(0);
-      expect(await exists(firstForeign())).toBe(true);
-      expect(await exists(foreign[1])).toBe(true);
+      expect(await exists(foreignSimilar)).toBe(true);
+      expect(await exists(foreignOtherNs)).toBe(true);
     });
   });
 
   test('a worker starting with reconcile on removes an orphan left by a crash', async () => {
+    const foreignSimilar = await makeForeign(`sessionbox-${ns}-${uuidv4()}-foreign`);
     const h = await sys.http.createSession();
     const hc = (await containerOf(h.id))!.Id;
     await redis.del(`sb:${ns}:session:${h.id}`);
@@ -415,14 +441,9 @@ describe('with a running system', () => {
       const summary = await worker.reconciled;
       expect(summary?.kinds.orphan_container).toMatchObject({ found: 1, removed: 1, failed: 0 });
       expect(await exists(hc)).toBe(false);
-      expect(await exists(firstForeign())).toBe(true);
+      expect(await exists(foreignSimilar)).toBe(true);
     } finally {
       await worker.close();
     }
   });
 });
-
-/** The unlabelled container with a sessionbox-like name made in the crash tests. */
-function firstForeign() {
-  return foreign[0];
-}

@@ -1,5 +1,5 @@
 import { SessionboxApiError, SessionboxClient, type StreamEvent } from '@sessionbox/client';
-import { namespaceContainers, pngSize, startSystem, type TestSystem } from './helpers/system';
+import { pngSize, startSystem, stopExpectingNoLeak, type TestSystem } from './helpers/system';
 
 let sys: TestSystem;
 let client: SessionboxClient;
@@ -13,10 +13,7 @@ beforeAll(async () => {
   };
   client = new SessionboxClient({ baseUrl: `${sys.url}/`, apiKey: 'sb-key', fetch: spy });
 });
-afterAll(async () => {
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
-});
+afterAll(() => sys && stopExpectingNoLeak(sys));
 
 async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -25,11 +22,18 @@ async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
 }
 
 describe('SessionboxClient against the real API', () => {
+  /** Each test's own session, ended after it (a test may end it itself). */
   let sid: string;
+  beforeEach(async () => {
+    sid = (await sys.http.createSession()).id;
+  });
+  afterEach(async () => {
+    expect([204, 410]).toContain((await sys.http.delete(`/v1/sessions/${sid}`)).status);
+  });
 
   test('sessions: create, get, list by metadata, execute (wait and queued), getExecution', async () => {
     const s = await client.createSession({ metadata: { suite: 'client' }, limits: { memoryMb: 256 } });
-    sid = s.id;
+    const sid = s.id;
     expect(s).toMatchObject({ status: 'ready', metadata: { suite: 'client' }, limits: { memoryMb: 256 } });
     expect((await client.getSession(sid)).id).toBe(sid);
     expect((await client.listSessions({ metadata: { suite: 'client' } })).map((x) => x.id)).toEqual([sid]);
@@ -44,6 +48,7 @@ describe('SessionboxClient against the real API', () => {
     const got = await client.getExecution(sid, q.id);
     expect(got.id).toBe(q.id);
     expect(sent.every((r) => r.auth === 'Bearer sb-key')).toBe(true);
+    await client.deleteSession(sid);
   });
 
   test('streamExecution yields typed events as they happen; getFigure returns the PNG; streamEvents resumes', async () => {

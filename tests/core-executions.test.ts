@@ -1,10 +1,14 @@
-import { docker, namespaceContainers, pngSize, useSystem } from './helpers/system';
+import { docker, pngSize, useSystem } from './helpers/system';
 
 const sys = useSystem();
+/** Each test's own session: no test depends on the state another one left. */
 let sid: string;
 
-beforeAll(async () => {
+beforeEach(async () => {
   sid = (await sys.http.createSession()).id;
+});
+afterEach(async () => {
+  expect((await sys.http.delete(`/v1/sessions/${sid}`)).status).toBe(204);
 });
 
 describe('executions', () => {
@@ -16,9 +20,10 @@ describe('executions', () => {
     expect(w).toMatchObject({ sessionId: sid, status: 'succeeded', stdout: 'waited\n', stderr: '', result: null, error: null, figures: [] });
     for (const k of ['queuedAt', 'startedAt', 'finishedAt']) expect(Date.parse(w[k])).not.toBeNaN();
     expect(w.durationMs).toBeGreaterThanOrEqual(0);
+    // runs of one session go in submission order: the queued one ended before the waited one started
     const got = await sys.http.get(`/v1/sessions/${sid}/executions/${q.body.id}`);
     expect(got.status).toBe(200);
-    expect(['queued', 'running', 'succeeded']).toContain(got.body.status);
+    expect(got.body).toMatchObject({ id: q.body.id, status: 'succeeded', stdout: 'hi\n' });
   });
 
   test('state persists across executions like a notebook; trailing expression is the result', async () => {
@@ -42,6 +47,7 @@ describe('executions', () => {
   });
 
   test('an exception is a failed result with name, value and traceback, not an HTTP error', async () => {
+    await sys.http.run(sid, 'x = 41');
     const r = await sys.http.run(sid, 'def g():\n    return 1 / 0\ng()');
     expect(r.status).toBe('failed');
     expect(r.error.name).toBe('ZeroDivisionError');
@@ -108,6 +114,7 @@ describe('executions', () => {
   });
 
   test('a run that ignores SIGINT is killed; the session says it restarted and keeps working', async () => {
+    await sys.http.run(sid, 'kept = "yes"');
     const r = await sys.http.run(sid, 'import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass', 1000);
     expect(r.status).toBe('timed_out');
     expect(r.restarted).toBe(true);
@@ -172,11 +179,19 @@ describe('executions', () => {
     expect(bin.stdout).toContain('end');
   });
 
-  test('every container of the suite carries the sessionbox labels', async () => {
-    const mine = await namespaceContainers(sys.config.namespace);
-    expect(mine.length).toBeGreaterThan(0);
-    for (const c of mine) expect(c.Labels['sessionbox.managed']).toBe('true');
-    const all = await docker.listContainers({ all: true, filters: { label: ['sessionbox.managed=true'] } });
-    expect(all.length).toBeGreaterThanOrEqual(mine.length);
+  test('a session container carries every sessionbox label, found by the id its record holds', async () => {
+    // found by its id (not by a label), so that no label is assumed present to find it
+    const rec = (await sys.api.ctx.core.sessionStore.get(sid))!;
+    const info = await docker.getContainer(rec.containerId).inspect();
+    const session = (await sys.http.get(`/v1/sessions/${sid}`)).body;
+    const ours = Object.fromEntries(Object.entries(info.Config.Labels).filter(([k]) => k.startsWith('sessionbox.')));
+    expect(ours).toEqual({
+      'sessionbox.managed': 'true',
+      'sessionbox.namespace': sys.config.namespace,
+      'sessionbox.session-id': sid,
+      'sessionbox.host': 'local',
+      'sessionbox.created-at': session.createdAt,
+      'sessionbox.expires-at': new Date(Date.parse(session.createdAt) + session.ttlSeconds * 1000).toISOString(),
+    });
   });
 });

@@ -9,19 +9,26 @@ describe('sessions', () => {
     expect(new Date(s.expiresAt).getTime() - new Date(s.lastActiveAt).getTime()).toBe(600_000);
     const [c] = await docker.listContainers({ filters: { label: [`sessionbox.session-id=${s.id}`] } });
     expect(c.Labels).toMatchObject({ 'sessionbox.managed': 'true', 'sessionbox.session-id': s.id, 'sessionbox.namespace': sys.config.namespace });
-    expect(c.Labels['sessionbox.expires-at']).toBeDefined();
+    expect(c.Labels['sessionbox.expires-at']).toBe(new Date(s.expiresAt).toISOString());
     const info = await docker.getContainer(c.Id).inspect();
     const hc = info.HostConfig;
-    expect(hc.Memory).toBe((256 + 128) * 1024 * 1024);
+    expect(hc.Memory).toBe((256 + 128 + 128) * 1024 * 1024); // memoryMb + diskMb + the runtime allowance (fair-share)
     expect(hc.MemorySwap).toBe(hc.Memory);
     expect(hc.NanoCpus).toBe(0.5e9);
     expect(hc.PidsLimit).toBe(64);
     expect(hc.NetworkMode).toBe('none');
     expect(hc.ReadonlyRootfs).toBe(true);
     expect(hc.CapDrop).toEqual(['ALL']);
-    expect(hc.SecurityOpt).toEqual(['no-new-privileges:true']);
+    // no-new-privileges, and our own seccomp profile (Docker's default minus io_uring, bpf, … : issue 15)
+    expect(hc.SecurityOpt?.[0]).toBe('no-new-privileges:true');
+    expect(hc.SecurityOpt?.[1]).toMatch(/^seccomp=\{/);
+    expect(hc.SecurityOpt?.[1]).not.toContain('"io_uring_setup"');
+    expect(hc.SecurityOpt).toHaveLength(2);
     expect(hc.Init).toBe(false); // the supervisor is PID 1 itself (see hostConfigFor)
-    expect(info.Config.User).toBe('1000:1000');
+    // a uid of its own per session (issue 15 item 11), never 0 and never the image's 1000
+    const [uid, gid] = String(info.Config.User).split(':').map(Number);
+    expect(uid).toBeGreaterThanOrEqual(1_000_000);
+    expect(gid).toBe(uid);
     expect(Object.keys(hc.Tmpfs ?? {}).sort()).toEqual(['/tmp', '/work']);
     // the engine's view from inside: not root, no capabilities, read-only root
     const r = await sys.http.run(
@@ -36,7 +43,8 @@ describe('sessions', () => {
         '(os.getuid(), caps, ro)',
       ].join('\n'),
     );
-    expect(r.result).toBe("(1000, '0000000000000000', True)");
+    expect(r.result).toBe(`(${uid}, '0000000000000000', True)`);
+    expect((await sys.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
   });
 
   test('GET lists newest first; GET one; metadata filter', async () => {
@@ -49,6 +57,7 @@ describe('sessions', () => {
     const one = await sys.http.get(`/v1/sessions/${a.id}`);
     expect(one.status).toBe(200);
     expect(one.body.id).toBe(a.id);
+    for (const x of [a, b]) expect((await sys.http.delete(`/v1/sessions/${x.id}`)).status).toBe(204);
   });
 
   test('DELETE answers 204 with the container already gone, then 410', async () => {
@@ -115,12 +124,13 @@ describe('bad input', () => {
     [{ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata'],
     [{ bogus: true }, 'body'],
   ])('create with %j → 400 naming %s, nothing made', async (body, field) => {
+    // an unknown key has no field of its own: the message names the key
     const before = (await namespaceContainers(sys.config.namespace)).length;
     const r = await sys.http.post('/v1/sessions', body);
     expect(r.status).toBe(400);
     expect(r.body.error.code).toBe('invalid_request');
     expect(r.body.error.field).toBe(field);
-    expect(r.body.error.message).toContain(field === 'body' ? '' : field);
+    expect(r.body.error.message).toContain(field === 'body' ? 'bogus' : field);
     expect((await namespaceContainers(sys.config.namespace)).length).toBe(before);
   });
 

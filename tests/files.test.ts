@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import IORedis from 'ioredis';
-import { REDIS_URL, namespaceContainers, pngSize, startSystem, waitFor, type TestSystem } from './helpers/system';
+import { REDIS_URL, namespaceContainers, pngSize, startSystem, waitFor, stopExpectingNoLeak, type TestSystem } from './helpers/system';
 
 const MiB = 1024 * 1024;
 const ARCHIVE_SECONDS = 14;
@@ -23,9 +23,12 @@ beforeAll(async () => {
   sid = (await sys.http.createSession()).id;
 });
 afterAll(async () => {
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
-  rmSync(archiveDir, { recursive: true, force: true });
+  try {
+    if (sid) expect((await sys.http.delete(`/v1/sessions/${sid}`)).status).toBe(204);
+    if (sys) await stopExpectingNoLeak(sys);
+  } finally {
+    rmSync(archiveDir, { recursive: true, force: true });
+  }
 });
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');

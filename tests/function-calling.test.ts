@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { runConversation } from '../examples/function-calling';
-import { namespaceContainers, startSystem, type TestSystem } from './helpers/system';
+import { namespaceContainers, startSystem, stopExpectingNoLeak, type TestSystem } from './helpers/system';
 
 let sys: TestSystem;
 let fake: Server;
@@ -53,8 +53,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await new Promise((r) => fake.close(r));
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
+  if (sys) await stopExpectingNoLeak(sys);
 });
 
 test('runConversation: the model calls execute_python, the code runs in a real session, the answer quotes its output', async () => {

@@ -146,7 +146,9 @@ test('POST /v1/tools/execute_python: any JSON body → a tool answer or a 4xx wi
       const r = await post('/v1/tools/execute_python', body);
       if (r.status === 200) {
         expect(typeof r.body.ok).toBe('boolean');
-        if (!r.body.ok && r.body.error) expect(typeof r.body.error.code).toBe('string');
+        // the code ran (ok or not, the execution says how) or it could not run and a coded error says why
+        if (r.body.execution === null) expect({ ok: r.body.ok, code: typeof r.body.error?.code }).toEqual({ ok: false, code: 'string' });
+        else expect({ error: r.body.error, status: typeof r.body.execution.status }).toEqual({ error: undefined, status: 'string' });
         if (r.body.session_created) {
           made.toolSessions++;
           expect((await http.delete(`/v1/sessions/${r.body.session_id}`)).status).toBe(204);

@@ -114,7 +114,7 @@ describe('figures', () => {
     );
     expect(r.status).toBe('succeeded');
     expect(r.figures).toHaveLength(0);
-    expect(r.notes.join('\n')).toMatch(/figure over \d+ bytes was dropped/);
+    expect(r.notes.join('\n')).toMatch(/figure 0 skipped: \d+ bytes is over the 4194304 byte cap per figure/);
     expect((await alice.run(sid, 'print(x + 1)')).stdout).toBe('42\n');
   });
 

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RUNNER_ERROR_CODES } from '@sessionbox/core';
 import { namespaceContainers, sleep, startSystem, type TestSystem } from './helpers/system';
+import { probes } from './helpers/probes';
 
 type Runtime = 'runc' | 'runsc';
 
@@ -60,19 +61,7 @@ function describeRuntime(runtime: Runtime) {
     let bystanderCount = 0;
     let victim: string;
 
-    const exec = async (sid: string, code: string, timeoutMs?: number) =>
-      sys.http.post(`/v1/sessions/${sid}/executions?wait=true`, { code, ...(timeoutMs ? { timeoutMs } : {}) });
-    const run = async (sid: string, code: string, timeoutMs?: number) => {
-      const r = await exec(sid, code, timeoutMs);
-      if (r.status !== 200) throw new Error(`execute: ${r.status} ${JSON.stringify(r.body)}`);
-      return r.body as any;
-    };
-    /** Runs code whose last line sets `_result`, and returns it parsed from JSON. */
-    const value = async (sid: string, code: string, timeoutMs?: number) => {
-      const r = await run(sid, `import json as _json\n${code}\n_json.dumps(_result)`, timeoutMs);
-      if (r.status !== 'succeeded') throw new Error(`probe failed: ${JSON.stringify(r.error ?? r)}`);
-      return JSON.parse((r.result as string).slice(1, -1).replace(/\\(.)/g, '$1'));
-    };
+    const { run, value } = probes(() => sys);
     /** Another tenant's session: its state kept, and a print(1) answered. */
     const bystanderAnswers = async () => {
       const r = await run(bystander, 'n += 1\nprint(1)\nn * 1000');

@@ -8,7 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { statfsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { DockerRuntime, FILEOPS_CMD } from '@sessionbox/core';
-import { docker, namespaceContainers, startSystem, type TestSystem } from './helpers/system';
+import { describeContainers, docker, namespaceContainers, startSystem, type TestSystem } from './helpers/system';
+import { probes } from './helpers/probes';
 
 type Runtime = 'runc' | 'runsc';
 
@@ -84,20 +85,7 @@ function describeRuntime(runtime: Runtime) {
     let bystanderCount = 0;
     let victim: string;
 
-    const exec = async (sid: string, code: string, timeoutMs?: number) =>
-      sys.http.post(`/v1/sessions/${sid}/executions?wait=true`, { code, ...(timeoutMs ? { timeoutMs } : {}) });
-    const run = async (sid: string, code: string, timeoutMs?: number) => {
-      const r = await exec(sid, code, timeoutMs);
-      if (r.status !== 200) throw new Error(`execute: ${r.status} ${JSON.stringify(r.body)}`);
-      return r.body as any;
-    };
-    /** Runs its code and returns the trailing expression's value, parsed as JSON. */
-    const value = async (sid: string, code: string, timeoutMs?: number) => {
-      const r = await run(sid, `import json as _json\n${code}\n_json.dumps(_result)`, timeoutMs);
-      if (r.status !== 'succeeded') throw new Error(`probe failed: ${JSON.stringify(r.error ?? r)}`);
-      // The result is the repr of an ASCII JSON string: only \\ and \' are escaped in it.
-      return JSON.parse((r.result as string).slice(1, -1).replace(/\\(.)/g, '$1'));
-    };
+    const { exec, run, value } = probes(() => sys);
     /** Another user's session: state kept, answers right, every time. */
     const bystanderAnswers = async () => {
       const r = await run(bystander, 'n += 1\nn * 1000');
@@ -141,13 +129,14 @@ function describeRuntime(runtime: Runtime) {
     afterAll(async () => {
       delete process.env.SESSIONBOX_HOSTILE_CANARY;
       delete process.env.REDIS_PASSWORD_CANARY;
-      const ns = sys.config.namespace;
-      await sys.stop();
-      const leaked = (await namespaceContainers(ns)).length;
+      // the sessions still live by design (bystander, restored copies): ended through the API, as a user would
+      const live = (await sys.http.get('/v1/sessions')).body.sessions.filter((s: { status: string }) => s.status !== 'terminated');
+      for (const s of live) expect([204, 410]).toContain((await sys.http.delete(`/v1/sessions/${s.id}`)).status);
+      const leaked = describeContainers(await sys.stop());
       console.log(
-        `hostile suite under ${runtime}: ${contained.length} cases contained (${contained.join('; ')}), containers leaked: ${leaked}; measured ${JSON.stringify(measured)}`,
+        `hostile suite under ${runtime}: ${contained.length} cases contained (${contained.join('; ')}), containers leaked: ${leaked.length}; measured ${JSON.stringify(measured)}`,
       );
-      expect(leaked).toBe(0);
+      expect({ leftBehind: leaked }).toEqual({ leftBehind: [] });
     });
 
     test('fork bomb: stopped by the pids limit and reported; nothing survives the run', async () => {
@@ -177,7 +166,13 @@ function describeRuntime(runtime: Runtime) {
       measured.memoryBomb = { cause: r.cause, restarted: r.restarted, usage: r.usage, durationMs: r.durationMs };
       expect(r.status).toBe('failed');
       expect(r.cause).toBe('oom');
-      if (r.restarted) {
+      // Under runc the interpreter's own cap (RLIMIT_DATA = memoryMb above the loaded kernel, issue
+      // 14) stops it first: Python raises MemoryError and the session keeps its state.
+      if (!gvisor) expect(r.error?.name).toBe('MemoryError');
+      if (r.error?.name === 'MemoryError') {
+        expect(r.restarted).toBe(false);
+        expect(await run(s, 'kept + 1')).toMatchObject({ status: 'succeeded', result: '2' });
+      } else if (r.restarted) {
         // The kernel was killed, the container lives: the cgroup's own OOM counter says so.
         expect(r.notes.join(' ')).toMatch(/ran out of memory/);
         expect(r.usage.peakMemoryBytes).toBeGreaterThan(64 * MiB);
@@ -190,7 +185,9 @@ function describeRuntime(runtime: Runtime) {
               if os.path.exists(f):
                   _result = int(dict(l.split() for l in open(f))[key])
         `);
-        if (gvisor) expect(oomKills === null || oomKills >= 1).toBe(true);
+        // gVisor shows the sandbox no cgroup filesystem (/sys/fs/cgroup cannot be listed), so there is
+        // no counter to read: the kill is known from the engine's side only
+        if (gvisor) expect(oomKills).toBeNull();
         else expect(oomKills).toBeGreaterThanOrEqual(1);
         // A child that eats the memory is killed alone; the run says so in a note.
         const child = await run(s, "import subprocess\nsubprocess.run(['python3', '-c', 'x = []\\nwhile True: x.append(bytearray(8 << 20))']).returncode", 60_000);
@@ -261,7 +258,9 @@ function describeRuntime(runtime: Runtime) {
       expect(big.stdout.length).toBeLessThanOrEqual(OUTPUT_CAP + marker.length + 2);
       const cases = [
         "import sys\nsys.stdout.write('x' * (50 << 20))",
-        "while True:\n    print('spam spam spam spam')",
+        // Lines of a few KiB: the cap is reached in a few hundred writes, so the case does not hang on
+        // how fast a runtime traps syscalls (gVisor's ptrace platform took up to 60 s for 21-byte lines).
+        "while True:\n    print('spam ' * 1000)",
         "import os\nline = b'y' * (8 << 20)\nwhile True:\n    os.write(1, line)",
       ];
       const [flood, endless, enormous] = await Promise.all([
@@ -526,9 +525,12 @@ function describeRuntime(runtime: Runtime) {
           _result = json.loads(subprocess.run([sys.executable, '-c', textwrap.dedent(PROBE)], capture_output=True, text=True, check=True).stdout)
         `,
       );
-      expect(res.uid).toEqual([1000, 1000]);
+      // each session runs as a uid of its own (issue 15 item 11), real and effective alike, never root
+      expect(res.uid[0]).toBeGreaterThanOrEqual(1_000_000);
+      expect(res.uid[1]).toBe(res.uid[0]);
       expect(res.caps).toBe('0000000000000000');
-      if (res.no_new_privs !== '') expect(res.no_new_privs).toBe('1');
+      // gVisor's /proc/self/status has no NoNewPrivs line; its effect is the setuid mount failing below
+      expect(res.no_new_privs).toBe(gvisor ? '' : '1');
       // mount is setuid root in the image: with no-new-privileges it runs as uid 1000.
       expect(res.mount_setuid[0]).not.toBe(0);
       if (!gvisor) expect(res.mount_setuid[1]).toMatch(/must be superuser/);
@@ -678,14 +680,20 @@ function describeRuntime(runtime: Runtime) {
         victim,
         py`
           import base64, json, os, struct, zlib
-          def png(w, h):
-              ihdr = struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0)
-              return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
+          def chunk(kind, data):
+              return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+          def png(w, h, whole=True):
+              head = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0))
+              if not whole:
+                  return head
+              return head + chunk(b'IDAT', zlib.compress(b''.join(b'\0' + b'\0' * 3 * w for _ in range(h)))) + chunk(b'IEND', b'')
           def send(msg):
               os.write(4, (json.dumps(msg) + '\n').encode())
-          send({'ev': 'figure', 'index': 0, 'pngB64': base64.b64encode(png(20000, 20000)).decode(), 'width': 1, 'height': 1})
+          send({'ev': 'figure', 'index': 0, 'pngB64': base64.b64encode(png(20000, 20000, False)).decode(), 'width': 1, 'height': 1})
           send({'ev': 'figure', 'index': 1, 'pngB64': base64.b64encode(b'GIF89a' + b'\0' * 40).decode(), 'width': 1, 'height': 1})
-          for i in range(60):
+          # A header with nothing after it passes the supervisor's check; the worker checks the whole PNG.
+          send({'ev': 'figure', 'index': 99, 'pngB64': base64.b64encode(png(10, 10, False)).decode(), 'width': 1, 'height': 1})
+          for i in range(59):
               send({'ev': 'figure', 'index': i + 2, 'pngB64': base64.b64encode(png(10, 10)).decode(), 'width': 1, 'height': 1})
           for i in range(300):
               send({'ev': 'note', 'text': 'n' * 5000})
@@ -693,11 +701,13 @@ function describeRuntime(runtime: Runtime) {
         `,
       );
       expect(forged.status).toBe('succeeded');
-      expect(forged.figures).toHaveLength(50);
+      // 50 passed the supervisor's count; the worker dropped the one without an end.
+      expect(forged.figures).toHaveLength(49);
       for (const f of forged.figures) expect([f.width, f.height]).toEqual([10, 10]);
       expect(forged.notes).toContain('figure 0 skipped: 20000x20000 px is over the 25000000 px cap');
       expect(forged.notes).toContain('figure 1 skipped: not a PNG');
       expect(forged.notes).toContain('10 figure(s) skipped: over the 50 figure cap');
+      expect(forged.notes).toContain('a figure was dropped: no IEND chunk');
       expect(forged.notes.length).toBeLessThanOrEqual(105);
       expect(forged.notes.some((n: string) => /more note\(s\) dropped/.test(n))).toBe(true);
       expect(Math.max(...forged.notes.map((n: string) => n.length))).toBeLessThanOrEqual(2003);

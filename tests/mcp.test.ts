@@ -1,6 +1,6 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { namespaceContainers, pngSize, startSystem, waitFor, type TestSystem } from './helpers/system';
+import { namespaceContainers, pngSize, startSystem, waitFor, stopExpectingNoLeak, type TestSystem } from './helpers/system';
 
 let sys: TestSystem;
 let client: Client;
@@ -23,8 +23,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await client?.close();
-  await sys.stop();
-  expect(await namespaceContainers(sys.config.namespace)).toHaveLength(0);
+  if (sys) await stopExpectingNoLeak(sys);
 });
 
 describe('MCP server (Streamable HTTP, official SDK client)', () => {

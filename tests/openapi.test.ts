@@ -43,7 +43,7 @@ describe('GET /openapi.json', () => {
     const broken = structuredClone(doc);
     delete broken.components.schemas.Error;
     expect(swaggerValidate(broken)).toMatchObject({ ok: false, message: expect.stringContaining('#/components/schemas/Error') });
-    expect(doc.servers).toEqual([{ url: sys.url }]);
+    expect(doc.servers).toEqual([{ url: sys.url, description: expect.stringContaining('SESSIONBOX_PUBLIC_URL') }]);
     expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 

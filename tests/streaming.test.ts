@@ -1,11 +1,15 @@
 import { parseSse } from '@sessionbox/client';
-import { namespaceContainers, pngSize, useSystem, waitFor } from './helpers/system';
+import { pngSize, useSystem, waitFor } from './helpers/system';
 
 const sys = useSystem();
+/** Each test's own session: no test depends on the state another one left. */
 let sid: string;
 
-beforeAll(async () => {
+beforeEach(async () => {
   sid = (await sys.http.createSession()).id;
+});
+afterEach(async () => {
+  expect((await sys.http.delete(`/v1/sessions/${sid}`)).status).toBe(204);
 });
 
 interface Received {
@@ -25,20 +29,22 @@ async function collect(res: Response): Promise<Received[]> {
 
 const PRINT_SLEEP_PRINT = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')";
 
-describe('SSE streaming of executions', () => {
-  let live: Received[];
-  let executionId: string;
+/** POST with Accept: text/event-stream; the response and every event it carried. */
+async function streamed(code: string) {
+  const res = await fetch(`${sys.url}/v1/sessions/${sid}/executions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+    body: JSON.stringify({ code }),
+  });
+  return { res, live: await collect(res) };
+}
 
+describe('SSE streaming of executions', () => {
   test('POST with Accept: text/event-stream streams chunks while the code runs, then done with the whole Execution', async () => {
-    const res = await fetch(`${sys.url}/v1/sessions/${sid}/executions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-      body: JSON.stringify({ code: PRINT_SLEEP_PRINT }),
-    });
-    live = await collect(res);
+    const { res, live } = await streamed(PRINT_SLEEP_PRINT);
     expect(live.map((e) => e.event)).toEqual(['started', 'stdout', 'stdout', 'done']);
     const [started, first, second, done] = live;
-    executionId = done.data.id;
+    const executionId = done.data.id;
     expect(res.headers.get('location')).toBe(`${sys.url}/v1/sessions/${sid}/executions/${executionId}/events`);
     expect(started.data.executionId).toBe(executionId);
     expect(first.data.text).toBe('first\n');
@@ -54,6 +60,9 @@ describe('SSE streaming of executions', () => {
   });
 
   test('a client that connects after the end gets the full replay; Last-Event-ID resumes after that event', async () => {
+    const { live } = await streamed(PRINT_SLEEP_PRINT);
+    expect(live.map((e) => e.event)).toEqual(['started', 'stdout', 'stdout', 'done']);
+    const executionId = live[3].data.id;
     const url = `${sys.url}/v1/sessions/${sid}/executions/${executionId}/events`;
     const replay = await collect(await fetch(url));
     expect(replay.map((e) => [e.event, e.id, e.data])).toEqual(live.map((e) => [e.event, e.id, e.data]));
@@ -101,8 +110,11 @@ describe('SSE streaming of executions', () => {
     await waitFor(async () => listeners.size === 0, 5000, 20);
     // The run itself goes on to its end.
     const id = res.headers.get('location')!.split('/').at(-2)!;
-    const done = await sys.http.get(`/v1/sessions/${sid}/executions/${id}`);
-    expect(['running', 'succeeded']).toContain(done.body.status);
+    const done = await waitFor(async () => {
+      const e = (await sys.http.get(`/v1/sessions/${sid}/executions/${id}`)).body;
+      return ['queued', 'running'].includes(e.status) ? null : e;
+    }, 30_000);
+    expect(done).toMatchObject({ status: 'succeeded', stdout: 'x\n' });
   });
 
   test('bad requests get JSON errors, not a stream', async () => {

@@ -1,6 +1,6 @@
 import IORedis from 'ioredis';
 import { DockerRuntime, Keys, WarmPool, createLogger, warmClaimer, type PoolEntry } from '@sessionbox/core';
-import { REDIS_URL, docker, namespaceContainers, removeNamespace, sleep, startSystem, testNamespace, waitFor, type TestSystem } from './helpers/system';
+import { REDIS_URL, docker, namespaceContainers, removeNamespace, sleep, testNamespace, useSystem, waitFor } from './helpers/system';
 
 const POOL = 2;
 const runtime = new DockerRuntime({ hostName: 'local', endpoint: 'unix:///var/run/docker.sock' });
@@ -10,20 +10,21 @@ const poolLabelled = async (ns: string) =>
   (await namespaceContainers(ns)).filter((c) => c.Labels['sessionbox.pool'] === 'true');
 
 describe('warm pool (api + worker, SESSIONBOX_POOL_SIZE=2)', () => {
-  let sys: TestSystem;
+  // a system of its own for each test: its pool starts empty and no test sees what another claimed
+  const sys = useSystem({ SESSIONBOX_POOL_SIZE: String(POOL) }, { per: 'test' });
   let redis: IORedis;
   let keys: Keys;
   const listed = async (): Promise<PoolEntry[]> => (await redis.lrange(keys.pool('local'), 0, -1)).map((r) => JSON.parse(r));
   const full = () => waitFor(async () => (await listed()).length === POOL, 90_000, 100);
 
-  beforeAll(async () => {
-    sys = await startSystem({ SESSIONBOX_POOL_SIZE: String(POOL) });
+  beforeAll(() => {
     redis = new IORedis(REDIS_URL);
+  });
+  beforeEach(() => {
     keys = new Keys(sys.config.namespace);
   });
   afterAll(async () => {
     await redis.quit();
-    await sys.stop();
   });
 
   test('fills to its size and never above, with labelled containers whose kernel is ready', async () => {
@@ -114,6 +115,7 @@ describe('warm pool (api + worker, SESSIONBOX_POOL_SIZE=2)', () => {
     expect(left.map((c) => c.Id)).toEqual([rec.containerId]);
     expect(await redis.llen(keys.pool('local'))).toBe(0);
     expect(await redis.zcard(keys.poolFilling('local'))).toBe(0);
+    expect((await sys.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
   });
 });
 

@@ -35,7 +35,12 @@ export interface TestSystem {
   worker: RunningWorker | null;
   url: string;
   http: Http;
-  stop(): Promise<void>;
+  /**
+   * Closes the api and the worker (which remove what they made themselves, such as warm containers),
+   * then removes every container and key of the namespace. Returns the containers that were still
+   * there before that removal: after tests that end their sessions, each one is a leak.
+   */
+  stop(): Promise<Docker.ContainerInfo[]>;
 }
 
 /** A real api and worker on a namespace of their own; `stop` removes every container and key it made. */
@@ -50,9 +55,13 @@ export async function startSystem(env: Record<string, string> = {}, opts: { work
     url: api.url,
     http: new Http(api.url),
     async stop() {
-      await api.close();
-      await worker?.close();
-      await removeNamespace(config.namespace);
+      try {
+        await api.close();
+        await worker?.close();
+        return await namespaceContainers(config.namespace);
+      } finally {
+        await removeNamespace(config.namespace);
+      }
     },
   };
 }
@@ -142,19 +151,32 @@ export function pngSize(buf: Buffer): { width: number; height: number } {
   return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
 }
 
+/** One line per container, enough to find the test that left it. */
+export function describeContainers(list: Docker.ContainerInfo[]): string[] {
+  return list.map((c) => `${c.Names[0]} (${c.State}, session ${c.Labels['sessionbox.session-id'] ?? '?'})`);
+}
+
+/** Stops the system (cleaning up whatever happens) and fails if a container of its namespace was left. */
+export async function stopExpectingNoLeak(sys: TestSystem): Promise<void> {
+  const left = await sys.stop();
+  expect({ leftBehind: describeContainers(left) }).toEqual({ leftBehind: [] });
+}
+
 /**
- * Starts a system before the file's tests and stops it after, checking that none of its containers
- * is left; the returned object stands for the running system.
+ * Starts a system before the file's tests (or before each test, with `per: 'test'`) and stops it
+ * after, failing when one of its containers is left; the returned object stands for the running system.
  */
-export function useSystem(env: Record<string, string> = {}, opts: { worker?: boolean } = {}): TestSystem {
+export function useSystem(env: Record<string, string> = {}, opts: { worker?: boolean; per?: 'file' | 'test' } = {}): TestSystem {
   let current: TestSystem | null = null;
-  beforeAll(async () => {
+  const [before, after] = opts.per === 'test' ? [beforeEach, afterEach] : [beforeAll, afterAll];
+  before(async () => {
     current = await startSystem(env, opts);
   });
-  afterAll(async () => {
+  after(async () => {
     if (!current) return;
-    await current.stop();
-    expect(await namespaceContainers(current.config.namespace)).toHaveLength(0);
+    const sys = current;
+    current = null;
+    await stopExpectingNoLeak(sys);
   });
   return new Proxy({} as TestSystem, {
     get(_, key) {
@@ -162,4 +184,39 @@ export function useSystem(env: Record<string, string> = {}, opts: { worker?: boo
       return current[key as keyof TestSystem];
     },
   });
+}
+
+/** Under CI=true a missing prerequisite is an error, not a skip. */
+const inCi = () => process.env.CI === 'true';
+
+/**
+ * `describe` when `missing` is null. Otherwise the block is skipped (jest reports it skipped, with the
+ * reason in its name), or, under CI=true, replaced by one test that fails naming what is missing.
+ * Decided at collection time, so no hook of the block runs when it is skipped.
+ */
+export function describeIf(missing: string | null) {
+  return (name: string, fn: () => void) => {
+    if (!missing) return describe(name, fn);
+    if (inCi()) {
+      return describe(name, () => {
+        test('has its prerequisites', () => {
+          throw new Error(`missing prerequisite under CI=true: ${missing}`);
+        });
+      });
+    }
+    return describe.skip(`${name} [skipped: ${missing}]`, fn);
+  };
+}
+
+/** The same for one test. */
+export function testIf(missing: string | null) {
+  return (name: string, fn: jest.ProvidesCallback, timeout?: number) => {
+    if (!missing) return test(name, fn, timeout);
+    if (inCi()) {
+      return test(name, () => {
+        throw new Error(`missing prerequisite under CI=true: ${missing}`);
+      });
+    }
+    return test.skip(`${name} [skipped: ${missing}]`, fn);
+  };
 }

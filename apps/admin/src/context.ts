@@ -18,6 +18,10 @@ export interface GlobalOptions {
   namespace: string;
   redisUrl: string;
   verbose?: boolean;
+  /** Act through a running API's /v1/admin routes instead of Redis and the engines (kill, cleanup). */
+  url?: string;
+  /** The admin key for --url. */
+  key?: string;
 }
 
 /** Bad input on the command line: exit code 2. */
@@ -55,6 +59,7 @@ export function adminConfig(g: GlobalOptions, env: NodeJS.ProcessEnv = process.e
  * down the context still works on containers by label, and `redisError` says why records are missing.
  */
 export async function openAdmin(g: GlobalOptions, env: NodeJS.ProcessEnv = process.env): Promise<AdminContext> {
+  if (g.url) throw new UsageError('--url serves kill and cleanup; ls and inspect read Redis and the engines (the console\'s operator view lists sessions through the API)');
   const config = adminConfig(g, env);
   // Logs go to stderr so that --json output on stdout stays parseable.
   const logger = pino({ name: 'sessionbox-admin', level: g.verbose ? 'debug' : 'warn', base: { app: 'sessionbox-admin' } }, pino.destination(2));

@@ -7,6 +7,7 @@ import { inspectCommand } from './commands/inspect';
 import { killCommand } from './commands/kill';
 import { lsCommand } from './commands/ls';
 import { UsageError, type Io } from './context';
+import { AdminApiError } from './ops-target';
 
 export const SCOPE_HELP = `Scope: every command acts on ONE namespace (--namespace, env SESSIONBOX_NAMESPACE, default
 "default"): containers labelled sessionbox.managed=true and sessionbox.namespace=<ns>, found by
@@ -33,6 +34,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .showHelpAfterError('(add --help for usage)')
     .addOption(new Option('--namespace <ns>', 'deployment namespace to act on').env('SESSIONBOX_NAMESPACE').default(envDefault('SESSIONBOX_NAMESPACE')))
     .addOption(new Option('--redis-url <url>', 'Redis holding the records').env('SESSIONBOX_REDIS_URL').default(envDefault('SESSIONBOX_REDIS_URL')))
+    .addOption(new Option('--url <url>', 'kill and cleanup through this API (its /v1/admin routes) instead of Redis and Docker').env('SESSIONBOX_URL'))
+    .addOption(new Option('--key <key>', 'admin key for --url').env('SESSIONBOX_ADMIN_KEY'))
     .option('-v, --verbose', 'log what is done (to stderr)')
     .addHelpText(
       'after',
@@ -46,6 +49,7 @@ Examples:
   sessionbox-admin inspect <session-id>
   sessionbox-admin kill <session-id>...
   sessionbox-admin cleanup --dry-run
+  SESSIONBOX_URL=http://127.0.0.1:8000 sessionbox-admin cleanup --dry-run   # through the API
   npm run admin -- ls --json`,
     );
   for (const cmd of [lsCommand(io, setExit), inspectCommand(io, setExit), killCommand(io, setExit), cleanupCommand(io, setExit)]) {
@@ -71,6 +75,10 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
     if (err instanceof UsageError) {
       io.err.write(`error: ${err.message}\n(add --help for usage)\n`);
       return EXIT.usage;
+    }
+    if (err instanceof AdminApiError) {
+      io.err.write(`error: ${err.message}\n`);
+      return EXIT.failed;
     }
     const message = isSessionboxError(err) ? `${err.code}: ${err.message}` : ((err as Error)?.message ?? String(err));
     io.err.write(`error: ${message}\n`);

@@ -1,21 +1,33 @@
+import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ApiKeyring, UnauthorizedError, type Caller, type Config } from '@sessionbox/core';
 
 /**
  * Paths anyone may call: liveness (load balancers; `/health` is dify-sandbox's), metrics (aggregate
- * counts only) and the API description. Everything else needs a key once keys are configured.
+ * counts only), the API description, and the console's page and assets (its API calls carry the
+ * key). Everything else needs a key once keys are configured.
  */
-const OPEN_PATHS = [/^\/healthz$/, /^\/health$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/];
+const OPEN_PATHS = [/^\/healthz$/, /^\/health$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/, /^\/console(\/.*)?$/];
 
-/** The presented key: `Authorization: Bearer <key>`, or `X-API-Key: <key>` (Dify custom-tool auth, scripts). */
-export function presentedKey(req: Request): string | null {
+/**
+ * The presented key: `Authorization: Bearer <key>`, or `X-API-Key: <key>` (Dify custom-tool auth, scripts).
+ * Under /api/ (the Jupyter kernels API) also as Jupyter clients send it: `Authorization: token <key>`
+ * or `?token=<key>` (WebSocket clients cannot set headers).
+ */
+export function presentedKey(req: IncomingMessage & { originalUrl?: string }): string | null {
+  const url = req.originalUrl ?? req.url ?? '/';
+  const jupyter = url.startsWith('/api/') || url === '/api' || url.startsWith('/api?');
   const auth = req.headers.authorization;
   if (typeof auth === 'string') {
-    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(auth);
+    const m = (jupyter ? /^(?:Bearer|token)[ \t]+(\S+)[ \t]*$/i : /^Bearer[ \t]+(\S+)[ \t]*$/i).exec(auth);
     if (m) return m[1];
   }
   const x = req.headers['x-api-key'];
   if (typeof x === 'string' && x.trim()) return x.trim();
+  if (jupyter) {
+    const token = new URL(url, 'http://x').searchParams.get('token');
+    if (token) return token;
+  }
   return null;
 }
 

@@ -51,7 +51,11 @@ const ExecuteQuery = z.object({
     description: '`true`: answer 200 with the finished Execution. Otherwise 202 with the queued id (poll getExecution or streamExecutionEvents).',
   }),
 });
-const SessionsQuery = z.object({ status: ListQuery.shape.status.meta({ description: 'Only sessions in this state.' }) });
+const SessionsQuery = z.object({
+  status: ListQuery.shape.status.meta({ description: 'Only sessions in this state.' }),
+  limit: z.number().int().min(1).max(500).optional().meta({ description: 'At most this many sessions (default: all); `nextCursor` then leads to the next page.' }),
+  cursor: z.string().optional().meta({ description: 'The `nextCursor` of the previous page.' }),
+});
 const DeleteQuery = z.object({ keep: DeleteSessionQuery.shape.keep });
 const DeletedKeepingFiles = z
   .object({
@@ -214,6 +218,20 @@ function registerCorePaths(registry: OpenAPIRegistry) {
     security: [],
     responses: { 200: json(Health, 'Everything answers.'), ...errorResponses(503) },
   });
+}
+
+/**
+ * `servers[0]`. Dify's custom-tool import (and its SSRF proxy) refuse localhost and private addresses,
+ * so without SESSIONBOX_PUBLIC_URL the entry says how to set the address such an app reaches.
+ */
+export function openApiServer(url: string, fromPublicUrl: boolean): { url: string; description?: string } {
+  if (fromPublicUrl) return { url };
+  return {
+    url,
+    description:
+      'The address this request came in on. Set SESSIONBOX_PUBLIC_URL (e.g. https://sessionbox.example.com) to the address your app ' +
+      'reaches sessionbox at: Dify refuses localhost and private addresses in a custom tool unless its SSRF proxy allows them.',
+  };
 }
 
 export interface OpenApiOptions {

@@ -22,6 +22,7 @@ import { createApp } from './app';
 import type { RouterFactory } from './context';
 import type { ApiContext } from './context';
 import { RequestDrain } from './request-drain';
+import { attachKernelSockets } from './jupyter/kernel-sockets';
 import { extraRouters } from './routers';
 
 export interface RunningApi {
@@ -76,6 +77,7 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     s.once('error', reject);
   });
   server.keepAliveTimeout = 65_000;
+  const kernelSockets = attachKernelSockets(ctx, server);
   // A request Node cannot parse (bad method, header, framing) gets the API's error shape too, not a bare status line.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // As Node's own handler: answer only while nothing has been written on this connection.
@@ -102,6 +104,7 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
   }
   const serverClosed = new Promise<void>((resolve) => server.once('close', resolve));
   const steps = new CloseSteps(logger)
+    .add('kernel sockets', () => kernelSockets.close())
     .add('stop accepting', () => {
       server.close();
       server.closeIdleConnections();

@@ -78,7 +78,7 @@ export async function runForTool(ctx: ApiContext, p: RunRequest): Promise<RunOut
       if (!z.uuid().safeParse(p.sessionId).success) {
         throw new ToolInputFailure({ code: 'session_not_found', message: sessionUnusableMessage(p.sessionId, 'session_not_found') });
       }
-      session = await sessions.getLive(p.sessionId, p.caller);
+      session = await sessions.getLive(p.sessionId, p.caller, true);
     } else {
       session = await sessions.create({ metadata: p.metadata }, p.caller);
       created = true;

@@ -126,6 +126,15 @@ class Ops:
             raise FileError(ErrorCode.BAD_REQUEST, f"the archive ended after {len(data)} of {size} bytes")
         return "file_done", self.work.extract(data)
 
+    def op_interrupt(self):
+        """SIGINT to the kernel while it runs code (Jupyter's interrupt): the run raises
+        KeyboardInterrupt and the session's state stays. Nothing happens when it is idle."""
+        pid = getattr(self, "busy_kernel_pid", None)
+        if pid is None:
+            return "file_done", {"interrupted": False}
+        os.kill(pid, signal.SIGINT)
+        return "file_done", {"interrupted": True}
+
     def run(self):
         handler = getattr(self, "op_" + str(self.req.get("op")), None)
         if handler is None:
@@ -148,9 +157,11 @@ def read_request(src):
     return req
 
 
-def handle(src, out_fd):
-    """Answers one request read from src (a binary file) on out_fd; returns the exit code."""
+def handle(src, out_fd, busy_kernel_pid=None):
+    """Answers one request read from src (a binary file) on out_fd; returns the exit code.
+    busy_kernel_pid: the kernel's pid while it runs code (for `interrupt`), else None."""
     ops = Ops(out_fd, src, {})
+    ops.busy_kernel_pid = busy_kernel_pid
     try:
         ops.req = read_request(src)
         ops.id = ops.req.get("id")

@@ -31,6 +31,8 @@ class Kernel:
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip(child_ends, (1, 2, 3, 4))]
         env = dict(os.environ)
+        # The supervisor's own settings are not user code's business (the kernel's env is what it sees).
+        env.pop("SESSIONBOX_KERNEL_MEMORY_BYTES", None)
         env.setdefault("MPLBACKEND", "Agg")
         # BLAS pools start one thread per CPU; in a pids-limited container that budget matters.
         threads = str(min(len(os.sched_getaffinity(0)), 4))
@@ -67,8 +69,21 @@ class Kernel:
             except ProcessLookupError:
                 pass
 
-    def send(self, msg):
+    def send(self, msg, wake=None):
+        """Writes one request line. With `wake`, the kernel is stopped: what fits in the pipe goes
+        first, then `wake()` continues it (it sees data and reads the whole line), then the rest;
+        writing all of a long line (code of hundreds of KiB) first would block on the full pipe."""
         data = memoryview((json.dumps(msg) + "\n").encode("ascii"))
+        if wake is not None:
+            os.set_blocking(self.ctl_w, False)
+            try:
+                while data:
+                    data = data[os.write(self.ctl_w, data):]
+            except BlockingIOError:
+                pass
+            finally:
+                os.set_blocking(self.ctl_w, True)
+            wake()
         while data:
             data = data[os.write(self.ctl_w, data):]
 

@@ -43,6 +43,7 @@ class Run:
         self.next_sample = 0.0
         self.max_figures = req["maxFigures"]
         self.max_figure_pixels = req["maxFigurePixels"]
+        self.max_figure_bytes = req["maxFigureBytes"]
         self.max_result = req["maxOutputBytes"]
         self.figures_sent = 0
         self.figures_over = 0
@@ -68,6 +69,9 @@ class Run:
             self.figures_over += 1
             return None
         size = len(data) * 3 // 4
+        if size > self.max_figure_bytes:
+            self.note(f"figure {index!r} skipped: {size} bytes is over the {self.max_figure_bytes} byte cap per figure")
+            return None
         if self.figure_bytes + size > MAX_FIGURE_BYTES_PER_RUN:
             self.note(f"figure {index!r} skipped: the run's figures are over the "
                       f"{MAX_FIGURE_BYTES_PER_RUN >> 20} MiB cap")

@@ -318,7 +318,7 @@ class WorkDir:
         files = self.regular_files(MAX_LISTED_FILES + 1)
         listed, size = [], 0
         for rel, st in sorted(files.items())[:MAX_LISTED_FILES]:
-            size += len(rel) + 64  # the path (escaped) and its fields, about
+            size += len(json.dumps(rel)) + 64  # the path as JSON escapes it, and its fields
             if size > MAX_LIST_BYTES:
                 break
             listed.append({"path": rel, "size": st.st_size, "mtimeMs": mtime_ms(st)})

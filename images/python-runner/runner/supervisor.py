@@ -23,6 +23,8 @@ sweeper (leftover processes), safefs (the work directory), and this loop.
 import collections
 import json
 import os
+import resource
+import resource
 import select
 import signal
 import socket
@@ -38,11 +40,29 @@ from run import RESTART_REASONS, RUNNING, STOPPING, Run, clean_error
 from safefs import WorkDir, encode_event, int_field
 from sweeper import Sweeper, default_sweep_mode
 
+# The session's memoryMb (set by the backend): what user code may allocate on top of the kernel as loaded.
+KERNEL_MEMORY_BYTES = int(os.environ.get("SESSIONBOX_KERNEL_MEMORY_BYTES") or 0)
+
+
+def cap_kernel_memory(pid):
+    """RLIMIT_DATA (hard) = the ready kernel's data size + memoryMb: past it Python raises MemoryError and
+    the session keeps its state; the cgroup limit stays the backstop for the whole container."""
+    if KERNEL_MEMORY_BYTES <= 0:
+        return
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+        resource.prlimit(pid, resource.RLIMIT_DATA, (data + KERNEL_MEMORY_BYTES,) * 2)
+    except (OSError, StopIteration, ValueError) as exc:
+        log(f"cannot cap the kernel's memory: {exc}")
+
 MAX_LINE = 64 << 20
 DEFAULT_TIMEOUT_MS = 60_000
 DEFAULT_MAX_OUTPUT = 1 << 20
 DEFAULT_MAX_FIGURES = 50
 DEFAULT_MAX_FIGURE_PIXELS = 25_000_000
+# One figure's PNG; the worker drops a longer protocol line than 8 MiB, so this stays well below it.
+DEFAULT_MAX_FIGURE_BYTES = 4 << 20
 GRACE_SECONDS = 1.0
 # Checked here, not trusted: user code can write to the kernel's control fd itself.
 MAX_CONTROL_LINE = 64 << 20
@@ -137,7 +157,10 @@ class Supervisor:
             os.closerange(4, os.sysconf("SC_OPEN_MAX"))
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
-            code = fileops.handle(os.fdopen(3, "rb", buffering=1 << 16, closefd=False), 3)
+            # Only a run in progress is interrupted: an idle kernel is stopped, and a SIGINT queued
+            # for it would land in the next run.
+            busy = self.kernel.pid if self.kernel and self.kernel.alive and self.run is not None else None
+            code = fileops.handle(os.fdopen(3, "rb", buffering=1 << 16, closefd=False), 3, busy_kernel_pid=busy)
         except BaseException:
             log("file operation failed:\n" + traceback.format_exc())
         finally:
@@ -345,6 +368,7 @@ class Supervisor:
             "maxOutputBytes": int_field(req, "maxOutputBytes", DEFAULT_MAX_OUTPUT),
             "maxFigures": int_field(req, "maxFigures", DEFAULT_MAX_FIGURES, 0),
             "maxFigurePixels": int_field(req, "maxFigurePixels", DEFAULT_MAX_FIGURE_PIXELS),
+            "maxFigureBytes": min(int_field(req, "maxFigureBytes", DEFAULT_MAX_FIGURE_BYTES, 0), 6 << 20),
         })
 
     def op_abort(self, req_id, req):
@@ -470,6 +494,7 @@ class Supervisor:
         if ev == "ready" and not kernel.ready:
             kernel.ready = True
             self.failed_starts = 0
+            cap_kernel_memory(kernel.pid)
             log(f"kernel {kernel.pid} ready after {now() - kernel.started_at:.3f} s")
             self.emit({"ev": "ready", "kernelPid": kernel.pid, "restarted": kernel.restarted})
         elif run is None:
@@ -565,11 +590,11 @@ class Supervisor:
         run.started_at = now()
         self.emit({"ev": "started", "id": run.id})
         try:
+            # Continued only once the request is in the pipe (continued without one, it stops again).
             self.kernel.send({
                 "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],
                 "maxFigurePixels": req["maxFigurePixels"], "maxResultChars": req["maxOutputBytes"],
-            })
-            self.kernel.resume()  # after the request: continued without one, it stops again
+            }, wake=self.kernel.resume)
         except OSError as exc:
             log(f"cannot reach the kernel: {exc}")
             self.kill_kernel()

@@ -146,7 +146,13 @@ class Session:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-@unittest.skipUnless(have_libraries(), f"{PYTHON} lacks matplotlib/numpy/pandas")
+LIBRARIES_MISSING = None if have_libraries() else f"{PYTHON} lacks matplotlib/numpy/pandas"
+if LIBRARIES_MISSING and os.environ.get("CI") == "true":
+    # under CI a missing prerequisite is an error: loading this module fails, and so does the run
+    raise RuntimeError(f"missing prerequisite under CI=true: {LIBRARIES_MISSING}")
+
+
+@unittest.skipIf(LIBRARIES_MISSING, LIBRARIES_MISSING)
 class RunnerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

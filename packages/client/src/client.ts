@@ -7,6 +7,7 @@ import type {
   OpenAiToolDefinition,
   QueuedExecution,
   Session,
+  SessionFile,
   SessionStatus,
   StreamEvent,
   ToolCallBody,
@@ -115,6 +116,26 @@ export class SessionboxClient {
     return Buffer.from(await res.arrayBuffer());
   }
 
+  /** Writes a file into the session's working directory (parent directories are made). */
+  async uploadFile(sessionId: string, path: string, data: Uint8Array | string): Promise<SessionFile> {
+    const raw = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+    const res = await this.request('PUT', `/v1/sessions/${enc(sessionId)}/files/${filePath(path)}`, { raw, accept: 'application/json' });
+    return (await res.json()) as SessionFile;
+  }
+
+  async downloadFile(sessionId: string, path: string): Promise<Buffer> {
+    const res = await this.request('GET', `/v1/sessions/${enc(sessionId)}/files/${filePath(path)}`, { accept: '*/*' });
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  async listFiles(sessionId: string): Promise<SessionFile[]> {
+    return (await this.json<{ files: SessionFile[] }>('GET', `/v1/sessions/${enc(sessionId)}/files`)).files;
+  }
+
+  async deleteFile(sessionId: string, path: string): Promise<void> {
+    await this.json('DELETE', `/v1/sessions/${enc(sessionId)}/files/${filePath(path)}`);
+  }
+
   /** The `execute_python` tool definition, ready for an LLM's `tools` parameter. */
   listTools(format?: 'openai'): Promise<OpenAiToolDefinition[]>;
   listTools(format: 'anthropic'): Promise<AnthropicToolDefinition[]>;
@@ -173,16 +194,17 @@ export class SessionboxClient {
   private async request(
     method: string,
     pathOrUrl: string,
-    opts: { body?: unknown; accept: string; headers?: Record<string, string>; signal?: AbortSignal },
+    opts: { body?: unknown; raw?: Uint8Array; accept: string; headers?: Record<string, string>; signal?: AbortSignal },
   ): Promise<Response> {
     const url = /^https?:\/\//i.test(pathOrUrl) ? pathOrUrl : this.baseUrl + pathOrUrl;
     const headers: Record<string, string> = { accept: opts.accept, ...opts.headers };
     if (this.apiKey && new URL(url).origin === this.origin) headers.authorization = `Bearer ${this.apiKey}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (opts.raw !== undefined) headers['content-type'] = 'application/octet-stream';
     const res = await this.fetchImpl(url, {
       method,
       headers,
-      body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+      body: opts.raw !== undefined ? opts.raw : opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
       signal: opts.signal,
     });
     if (!res.ok) throw await errorFromResponse(res);
@@ -191,3 +213,4 @@ export class SessionboxClient {
 }
 
 const enc = encodeURIComponent;
+const filePath = (p: string) => p.split('/').map(enc).join('/');

@@ -20,6 +20,15 @@ export type { AnthropicToolDefinition, OpenAiToolDefinition, ToolExecuteResponse
 /** What `POST /v1/tools/execute_python` takes: the model's tool call as it came, or the bare arguments. */
 export type ToolCallBody = { tool_call: unknown } | { code: string; session_id?: string | null } | Record<string, unknown>;
 export type CreateSessionRequest = z.input<typeof CreateSessionBody>;
+/** A file in a session's working directory. */
+export interface SessionFile {
+  path: string;
+  size: number;
+  mimeType?: string;
+  url: string;
+  [k: string]: unknown;
+}
+
 export interface QueuedExecution {
   id: string;
   sessionId: string;

@@ -10,6 +10,8 @@ import { createRedis } from './infra/redis';
 import { createSessionFiles, sessionFilesHooks, type SessionFiles } from './files/session-files';
 import { SessionService, type SessionServiceOptions } from './sessions/session-service';
 import { SessionStore } from './sessions/session-store';
+import { HostBudget } from './sessions/host-budget';
+import { TERMINAL_STATUSES } from './contract/schemas';
 
 export interface CoreParts {
   config: Config;
@@ -62,8 +64,27 @@ export function createCore(
       namespace: config.namespace,
       store: sessionStore,
       keys: config.apiKeys,
-      defaults: { maxSessions: config.keyMaxSessions, executionsPerMinute: config.keyExecutionsPerMinute },
+      defaults: {
+        maxSessions: config.keyMaxSessions,
+        executionsPerMinute: config.keyExecutionsPerMinute,
+        maxRunningExecutions: config.keyMaxRunningExecutions,
+        maxQueuedExecutions: config.keyMaxQueuedExecutions,
+        maxMemoryMb: config.keyMaxMemoryMb,
+        maxCpus: config.keyMaxCpus,
+      },
       logger: deps.logger,
+      executionState: async (id) => {
+        const rec = await executionStore.get(id);
+        return !rec ? 'gone' : TERMINAL_STATUSES.has(rec.status) ? 'finished' : 'inflight';
+      },
+    }),
+    maxLimits: config.maxSessionLimits,
+    hostBudget: new HostBudget({
+      redis,
+      namespace: config.namespace,
+      runtimes,
+      hostMemoryMb: config.hostMemoryMb,
+      overcommit: config.hostMemoryOvercommit,
     }),
     ...filesHooks,
     ...deps.sessionHooks,

@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { CLEANUP_KINDS, RECONCILE_KINDS, type CleanupAction, type CleanupKind, type CleanupPlan, type CleanupSummary, emptySummary } from '@sessionbox/core';
-import { openAdmin, UsageError, type GlobalOptions, type Io } from '../context';
+import { UsageError, type GlobalOptions, type Io } from '../context';
+import { openOps } from '../ops-target';
 import { collectList, parseDuration, plainTable, render } from '../format';
 
 interface CleanupOptions {
@@ -89,18 +90,18 @@ Examples:
       if (o.all && !o.yes && !o.dryRun) {
         throw new UsageError(`--all removes every sessionbox container of namespace ${g.namespace}, live sessions included: add --yes to confirm (or --dry-run to see them)`);
       }
-      const ctx = await openAdmin(g);
+      const ctx = await openOps(g);
       try {
-        if (o.host && !ctx.inventory.hosts.includes(o.host)) throw new UsageError(`no Docker host named ${o.host} (configured: ${ctx.inventory.hosts.join(', ')})`);
+        if (o.host && !ctx.hosts.includes(o.host)) throw new UsageError(`no Docker host named ${o.host} (configured: ${ctx.hosts.join(', ')})`);
         const kinds = (o.kind as CleanupKind[] | undefined) ?? RECONCILE_KINDS;
         let shown: CleanupKind[] = o.all ? [...kinds.filter((k) => k !== 'orphan_container' && k !== 'expired'), 'all'] : kinds;
-        const plan = await ctx.cleanup.plan({
+        const plan = await ctx.plan({
           hosts: o.host ? [o.host] : undefined,
-          graceMs: o.grace ?? ctx.config.reconcileGraceMs,
+          graceMs: o.grace ?? ctx.graceMs,
           olderThanMs: o.olderThan,
           all: !!o.all,
           kinds,
-          stuckBusyMs: ctx.config.maxTimeoutMs + 60_000,
+          stuckBusyMs: ctx.stuckBusyMs,
         });
         for (const w of plan.warnings) io.err.write(`warning: ${w}\n`);
         if (plan.recordsError) {
@@ -126,7 +127,7 @@ Examples:
               )
             : null;
           bar?.start(plan.actions.length, 0, { kind: '' });
-          summary = await ctx.cleanup.apply(plan, (p) => bar?.update(p.done, { kind: p.action.kind }));
+          summary = await ctx.apply(plan, (p) => bar?.update(p.done, { kind: p.action.kind }));
           bar?.stop();
         }
         const failed = Object.values(summary.kinds).reduce((n, k) => n + k.failed, 0);

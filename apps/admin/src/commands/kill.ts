@@ -1,7 +1,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import { TERMINATION_REASONS, type KillResult, type TerminationReason } from '@sessionbox/core';
-import { openAdmin, type GlobalOptions, type Io } from '../context';
+import type { GlobalOptions, Io } from '../context';
+import { openOps } from '../ops-target';
 
 /** Session ids are UUIDs; anything else is a usage error (exit 2). */
 export function sessionIdArg(raw: string): string {
@@ -43,12 +44,12 @@ Example:
   sessionbox-admin kill 3b0c6d2e-5f0e-4a51-9d0e-2a4f1c9e7b11 9f1d2c3b-0a4e-4f5d-8c7b-6a5e4d3c2b1a`,
     )
     .action(async (ids: string[], o: KillOptions, cmd: Command) => {
-      const ctx = await openAdmin(cmd.optsWithGlobals<GlobalOptions>());
+      const ctx = await openOps(cmd.optsWithGlobals<GlobalOptions>());
       try {
         const results: KillResult[] = [];
-        for (const id of [...new Set(ids)]) results.push(await ctx.cleanup.kill(id, { reason: o.reason, purge: o.purge }));
+        for (const id of [...new Set(ids)]) results.push(await ctx.kill(id, { reason: o.reason, purge: o.purge }));
         if (ctx.redisError) io.err.write(`warning: records could not be read (Redis: ${ctx.redisError}); containers were removed by label only\n`);
-        if (o.json) io.out.write(JSON.stringify({ namespace: ctx.config.namespace, results }, null, 2) + '\n');
+        if (o.json) io.out.write(JSON.stringify({ namespace: ctx.namespace, results }, null, 2) + '\n');
         else {
           for (const r of results) {
             const extra = [

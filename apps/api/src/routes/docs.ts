@@ -3,7 +3,7 @@ import { Router } from 'express';
 import getAbsoluteFSPath from 'swagger-ui-dist/absolute-path';
 import type { ApiContext } from '../context';
 import { baseUrl } from '../http';
-import { buildOpenApiDocument } from '../openapi';
+import { buildOpenApiDocument, openApiServer } from '../openapi';
 
 const ASSETS = new Set(['swagger-ui.css', 'index.css', 'swagger-ui-bundle.js', 'swagger-ui-standalone-preset.js', 'favicon-32x32.png', 'favicon-16x16.png']);
 
@@ -47,7 +47,7 @@ export function docsRouter(ctx: ApiContext): Router {
     const serverUrl = baseUrl(req, ctx.config.publicUrl);
     doc ??= buildOpenApiDocument({ serverUrl });
     res.setHeader('Access-Control-Allow-Origin', '*');
-    res.json({ ...doc, servers: [{ url: serverUrl }] });
+    res.json({ ...doc, servers: [openApiServer(serverUrl, !!ctx.config.publicUrl)] });
   });
 
   r.get('/docs', (req, res) => {

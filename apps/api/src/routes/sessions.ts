@@ -4,7 +4,27 @@ import { z } from 'zod';
 import type { ApiContext } from '../context';
 import { caller, parse, requireJson } from '../http';
 
-export const ListQuery = z.object({ status: SessionStatus.optional() }).passthrough();
+/** A listing cursor on the wire: base64url of `<createdAt>.<id>` of the last session given. */
+const Cursor = z
+  .string()
+  .transform((raw, ctx) => {
+    const m = /^(\d{1,15})\.([0-9a-f-]{36})$/.exec(Buffer.from(raw, 'base64url').toString('latin1'));
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: 'not a cursor this API gave out (use nextCursor as it is)' });
+      return z.NEVER;
+    }
+    return { createdAt: Number(m[1]), id: m[2] };
+  });
+
+export const encodeCursor = (c: { createdAt: number; id: string }) => Buffer.from(`${c.createdAt}.${c.id}`, 'latin1').toString('base64url');
+
+export const ListQuery = z
+  .object({
+    status: SessionStatus.optional(),
+    limit: z.coerce.number().int().min(1).max(500).optional(),
+    cursor: Cursor.optional(),
+  })
+  .passthrough();
 export const DeleteSessionQuery = z
   .object({
     keep: z
@@ -48,8 +68,11 @@ export function sessionsRouter(ctx: ApiContext): Router {
       if (m && typeof v === 'string') metadata[m[1]] = v;
     }
     const who = caller(req);
-    const list = await sessions.list(who, { status: q.status, metadata });
-    res.json({ sessions: list.map((rec) => (who.owner === '*' ? { ...toApiSession(rec), owner: rec.owner } : toApiSession(rec))) });
+    const list = await sessions.list(who, { status: q.status, metadata }, { cursor: q.cursor, limit: q.limit });
+    res.json({
+      sessions: list.sessions.map((rec) => (who.owner === '*' ? { ...toApiSession(rec), owner: rec.owner } : toApiSession(rec))),
+      nextCursor: list.nextCursor ? encodeCursor(list.nextCursor) : null,
+    });
   });
 
   r.get('/v1/sessions/:id', async (req, res) => {

@@ -14,6 +14,21 @@ export interface OwnerLimits {
   maxSessions: number | null;
   /** Executions submitted in any 60 s; null = no limit. */
   executionsPerMinute: number | null;
+  /** Sessions with code in flight (running or waiting their turn) at once; null = no limit. */
+  maxRunningExecutions?: number | null;
+  /** Executions submitted and not yet finished; null = no limit. */
+  maxQueuedExecutions?: number | null;
+  /** memoryMb + diskMb over the live sessions; null = no budget. */
+  maxMemoryMb?: number | null;
+  /** cpus over the live sessions; null = no budget. */
+  maxCpus?: number | null;
+}
+
+/** What one session holds against its key's budgets. */
+export interface SessionResources {
+  memoryMb: number;
+  diskMb: number;
+  cpus: number;
 }
 
 export interface KeyLimitsOptions {
@@ -23,6 +38,8 @@ export interface KeyLimitsOptions {
   keys: ApiKey[];
   defaults: OwnerLimits;
   logger?: Logger;
+  /** Whether an execution is still in flight (for pruning the in-flight counts). */
+  executionState?: (executionId: string) => Promise<'inflight' | 'finished' | 'gone'>;
 }
 
 /** A counted slot for a session being made: `commit` once it exists, `release` when it was not made. */
@@ -60,26 +77,43 @@ export class KeyLimits {
   limitsFor(owner: string): OwnerLimits {
     const key = this.byName.get(owner);
     return {
+      ...this.opts.defaults,
       maxSessions: key?.maxSessions ?? this.opts.defaults.maxSessions,
       executionsPerMinute: key?.executionsPerMinute ?? this.opts.defaults.executionsPerMinute,
     };
   }
 
-  /** A slot for one more live session, or a 429 naming the cap, with Retry-After = the owner's soonest expiry. */
-  async reserveSession(caller: Caller): Promise<SessionSlot | null> {
-    const max = caller.owner === '*' ? null : this.limitsFor(caller.owner).maxSessions;
-    if (noLimit(max)) return null;
+  /**
+   * A slot for one more live session holding `res`, or a 429 naming the cap or budget it would pass,
+   * with Retry-After = the owner's soonest expiry.
+   */
+  async reserveSession(caller: Caller, res: SessionResources): Promise<SessionSlot | null> {
+    if (caller.owner === '*') return null;
+    const lim = this.limitsFor(caller.owner);
+    const cap = (n: number | null | undefined) => (noLimit(n) ? -1 : n!);
+    const [max, maxMem, maxCpus] = [cap(lim.maxSessions), cap(lim.maxMemoryMb), cap(lim.maxCpus)];
+    if (max < 0 && maxMem < 0 && maxCpus < 0) return null;
     const key = this.k.ownerSessions(caller.owner);
+    const resKey = this.k.ownerResources(caller.owner);
     const token = `${PENDING}${randomUUID()}`;
-    const take = async () => (await this.opts.redis.sbKeyReserveSession(key, max!, Date.now(), token)) === 1;
-    if (!(await take())) {
-      const soonest = await this.prune(key);
-      if (!(await take())) {
+    const mem = res.memoryMb + res.diskMb;
+    const take = async () => String(await this.opts.redis.sbKeyReserveSession(key, resKey, max, Date.now(), token, maxMem, maxCpus, mem, res.cpus));
+    let refused = await take();
+    if (refused !== 'ok') {
+      const soonest = await this.prune(caller.owner);
+      refused = await take();
+      if (refused !== 'ok') {
         const retryAfter = soonest === null ? 60 : Math.max(1, Math.ceil((soonest - Date.now()) / 1000));
+        const what =
+          refused === 'sessions'
+            ? `already has ${max} live session(s), its limit`
+            : refused === 'memory_mb'
+              ? `would hold more than its memory budget of ${maxMem} MiB (memoryMb + diskMb over its live sessions) with this one (${mem} MiB)`
+              : `would hold more than its budget of ${maxCpus} CPUs over its live sessions with this one (${res.cpus})`;
         throw new RateLimitedError(
-          `API key "${caller.owner}" already has ${max} live session(s), its limit; delete one (DELETE /v1/sessions/{id}) or wait for one to expire`,
+          `API key "${caller.owner}" ${what}; delete a session (DELETE /v1/sessions/{id}) or wait for one to expire`,
           retryAfter,
-          { limit: 'sessions', max },
+          { limit: refused, max: refused === 'sessions' ? max : refused === 'memory_mb' ? maxMem : maxCpus },
         );
       }
     }
@@ -91,13 +125,55 @@ export class KeyLimits {
           .multi()
           .zadd(key, Date.now(), sessionId)
           .zrem(key, token)
+          .hset(resKey, sessionId, `${mem} ${res.cpus}`)
+          .hdel(resKey, token)
           .exec()
           .catch((err) => this.opts.logger?.warn({ err: errMsg(err), owner: caller.owner }, 'session slot not committed'));
       },
       release: async () => {
-        await redis.zrem(key, token).catch(() => undefined);
+        await redis.multi().zrem(key, token).hdel(resKey, token).exec().catch(() => undefined);
       },
     };
+  }
+
+  /**
+   * Counts an execution as in flight for its owner, or throws 429: the owner already has its cap of
+   * unfinished executions (`queued_executions`), or its cap of sessions with code in flight
+   * (`running_executions`) and this session is not one of them. `executionFinished` gives it back.
+   */
+  async admitExecution(caller: Caller, sessionId: string, executionId: string): Promise<void> {
+    if (caller.owner === '*') return;
+    const lim = this.limitsFor(caller.owner);
+    const cap = (n: number | null | undefined) => (noLimit(n) ? -1 : n!);
+    const [maxQueued, maxRunning] = [cap(lim.maxQueuedExecutions), cap(lim.maxRunningExecutions)];
+    if (maxQueued < 0 && maxRunning < 0) return;
+    const key = this.k.ownerInflight(caller.owner);
+    const admit = async () => String(await this.opts.redis.sbKeyAdmitExecution(key, sessionId, executionId, maxQueued, maxRunning, Date.now()));
+    let refused = await admit();
+    if (refused === 'ok') return;
+    await this.pruneInflight(key);
+    refused = await admit();
+    if (refused === 'ok') return;
+    const message =
+      refused === 'queued'
+        ? `API key "${caller.owner}" has ${maxQueued} execution(s) not yet finished, its limit; wait for some to finish`
+        : `API key "${caller.owner}" has code in flight in ${maxRunning} session(s), its limit; wait for one to finish or run this in one of them`;
+    throw new RateLimitedError(message, 1, { limit: refused === 'queued' ? 'queued_executions' : 'running_executions', max: refused === 'queued' ? maxQueued : maxRunning });
+  }
+
+  /** Gives back an execution's place in its owner's in-flight set (idempotent). */
+  async executionFinished(owner: string, sessionId: string, executionId: string): Promise<void> {
+    if (owner === '*') return;
+    await this.opts.redis.zrem(this.k.ownerInflight(owner), `${sessionId}:${executionId}`);
+  }
+
+  /** Drops in-flight members whose execution has ended or is gone (a finish that was never counted back). */
+  private async pruneInflight(key: string) {
+    const members = await this.opts.redis.zrange(key, 0, -1);
+    if (members.length === 0 || !this.opts.executionState) return;
+    const states = await Promise.all(members.map((m) => this.opts.executionState!(m.slice(m.indexOf(':') + 1))));
+    const drop = members.filter((_, i) => states[i] === 'gone' || states[i] === 'finished');
+    if (drop.length) await this.opts.redis.zrem(key, ...drop);
   }
 
   /** Counts one execution against the owner's per-minute budget, or throws 429 with the wait until a slot frees. */
@@ -118,8 +194,9 @@ export class KeyLimits {
   }
 
   /** Drops members whose session has ended (or whose create crashed); returns the soonest expiry of those left. */
-  private async prune(key: string): Promise<number | null> {
+  private async prune(owner: string): Promise<number | null> {
     const redis = this.opts.redis;
+    const key = this.k.ownerSessions(owner);
     const raw = await redis.zrange(key, 0, -1, 'WITHSCORES');
     const now = Date.now();
     const ids: string[] = [];
@@ -135,7 +212,13 @@ export class KeyLimits {
       if (!rec || rec.status === 'terminated') drop.push(ids[i]);
       else soonest = soonest === null ? rec.expiresAt : Math.min(soonest, rec.expiresAt);
     });
-    if (drop.length) await redis.zrem(key, ...drop);
+    if (drop.length) {
+      await redis
+        .multi()
+        .zrem(key, ...drop)
+        .hdel(this.k.ownerResources(owner), ...drop)
+        .exec();
+    }
     return soonest;
   }
 }

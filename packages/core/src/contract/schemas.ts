@@ -69,7 +69,12 @@ export const Session = z
   .meta({ id: 'Session' });
 export type Session = z.infer<typeof Session>;
 
-export const SessionList = z.object({ sessions: z.array(Session) }).meta({ id: 'SessionList' });
+export const SessionList = z
+  .object({
+    sessions: z.array(Session),
+    nextCursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null when this page is the last.' }),
+  })
+  .meta({ id: 'SessionList' });
 
 /** A run's wall-clock limit when the request gives none. */
 export const DEFAULT_EXECUTION_TIMEOUT_MS = 30_000;

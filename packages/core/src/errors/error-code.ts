@@ -9,6 +9,8 @@ export const ErrorCode = {
   InvalidPath: 'invalid_path',
   // 401
   Unauthorized: 'unauthorized',
+  // 403
+  AdminOnly: 'admin_only',
   // 404
   SessionNotFound: 'session_not_found',
   ExecutionNotFound: 'execution_not_found',
@@ -16,10 +18,12 @@ export const ErrorCode = {
   FileNotFound: 'file_not_found',
   ArchiveNotFound: 'archive_not_found',
   RouteNotFound: 'route_not_found',
+  CleanupPlanNotFound: 'cleanup_plan_not_found',
   // 408, 431 (requests Node cannot parse)
   RequestTimeout: 'request_timeout',
   HeadersTooLarge: 'headers_too_large',
   // 409
+  ConfirmAll: 'confirm_all',
   SessionNotTerminated: 'session_not_terminated',
   // 410
   SessionExpired: 'session_expired',
@@ -37,6 +41,8 @@ export const ErrorCode = {
   RateLimited: 'rate_limited',
   // 500
   InternalError: 'internal_error',
+  InterruptFailed: 'interrupt_failed',
+  RestartFailed: 'restart_failed',
   // 503
   RedisUnavailable: 'redis_unavailable',
   DockerUnavailable: 'docker_unavailable',
@@ -47,6 +53,7 @@ export const ErrorCode = {
   HostUnknown: 'host_unknown',
   SessionUnreachable: 'session_unreachable',
   StreamFailed: 'stream_failed',
+  ConsoleNotBuilt: 'console_not_built',
   ShuttingDown: 'shutting_down',
   // 504
   StreamTimeout: 'stream_timeout',

@@ -43,6 +43,7 @@ const NOT_FOUND = {
   file: ErrorCode.FileNotFound,
   archive: ErrorCode.ArchiveNotFound,
   route: ErrorCode.RouteNotFound,
+  'cleanup plan': ErrorCode.CleanupPlanNotFound,
 } as const;
 
 export class NotFoundError extends SessionboxError {

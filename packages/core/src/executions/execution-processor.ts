@@ -10,7 +10,7 @@ import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { SessionTurns, isMyTurn } from './turns';
 import { mimeTypeOf } from '../files/mime';
 import { errMsg } from '../infra/err-msg';
-import { TERMINAL_STATUSES, failedOutcome, type Execution, type ExecutionOutcome } from '../contract/schemas';
+import { failedOutcome, type Execution, type ExecutionOutcome } from '../contract/schemas';
 import { deathReason } from '../runtime/death-reason';
 import { checkPng } from './png';
 import type { SessionService } from '../sessions/session-service';
@@ -67,14 +67,26 @@ export class ExecutionProcessor {
   }
 
   async process(executionId: string, sessionId: string): Promise<void> {
+    try {
+      await this.processInTurn(executionId, sessionId);
+    } catch (err) {
+      // Whatever failed, the session's next execution must not wait for this one forever.
+      const rec = await this.opts.executions.get(executionId).catch(() => null);
+      if (rec) await this.turns.advance(sessionId, rec.seq).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async processInTurn(executionId: string, sessionId: string): Promise<void> {
     const { sessions, executions } = this.opts;
     // Both reads at once; the session hash carries the turn too.
     const [{ rec: session, turn }, first] = await Promise.all([sessions.store.getWithTurn(sessionId), executions.get(executionId)]);
     let rec = first;
     if (!rec) return; // discarded before it ran
     if (!session || session.status === 'terminated') {
-      return this.endWithoutRunning(rec, 'session_terminated', 'SessionTerminated', `session ${sessionId} has ended`);
+      return this.endWithoutRunning(rec, 'session_terminated', 'SessionTerminated', `session ${sessionId} has ended`, session?.owner);
     }
+    // Only a due execution is queued (turns.ts); this wait is the fallback for one queued otherwise.
     if (!isMyTurn(turn, rec.seq)) {
       await this.turns.waitFor(rec);
       rec = (await executions.get(executionId)) ?? rec;
@@ -106,10 +118,11 @@ export class ExecutionProcessor {
       'worker_lost',
       'WorkerLost',
       'the worker running this execution stopped mid-run; what it started was stopped and it was not run again',
+      session.owner,
     );
   }
 
-  private async endWithoutRunning(rec: ExecutionRecord, cause: Execution['cause'], name: string, value: string) {
+  private async endWithoutRunning(rec: ExecutionRecord, cause: Execution['cause'], name: string, value: string, owner?: string) {
     const now = Date.now();
     Object.assign(rec, {
       status: 'failed',
@@ -118,7 +131,8 @@ export class ExecutionProcessor {
       finishedAt: now,
     });
     await this.opts.executions.finish(rec);
-    await this.opts.sessions.store.advanceTurn(rec.sessionId, rec.seq);
+    if (owner !== undefined) await this.opts.sessions.opts.limits?.executionFinished(owner, rec.sessionId, rec.id);
+    await this.turns.advance(rec.sessionId, rec.seq);
     if (rec.startedAt) await this.opts.sessions.store.setStatusIfLive(rec.sessionId, 'ready');
     this.metrics.executions.inc({ status: 'failed', cause: cause ?? 'none' });
     this.opts.logger.info({ executionId: rec.id, sessionId: rec.sessionId, host: this.opts.host, status: 'failed', cause }, 'execution ended without running');
@@ -178,6 +192,7 @@ export class ExecutionProcessor {
           maxOutputBytes: this.opts.maxOutputBytes,
           maxFigures: this.opts.maxFigures,
           maxFigurePixels: this.opts.maxFigurePixels,
+          maxFigureBytes: this.opts.maxFigureBytes,
         },
         { onEvent, isLast: (e) => e.ev === 'done' || e.ev === 'error', timeoutMs: rec.timeoutMs + (this.opts.startupAllowanceMs ?? 60_000) },
       );
@@ -209,6 +224,11 @@ export class ExecutionProcessor {
         files: (done.files ?? []).map((f) => ({ path: f.path, size: f.size, mimeType: mimeTypeOf(f.path) })),
         notes: [...rec.notes, ...(done.notes ?? [])],
       });
+      if ((rec.status as string) === 'failed' && !rec.cause && rec.error?.name === 'MemoryError') {
+        // The kernel's RLIMIT_DATA is the session's memoryMb: the code ran out of memory, the session lives on.
+        rec.cause = 'oom';
+        rec.notes.push(`the code reached the session's memory limit (${session.limits.memoryMb} MiB); variables from earlier runs are kept`);
+      }
     } else {
       const why = lostReason ?? deathReason(null);
       Object.assign(rec, {
@@ -222,24 +242,31 @@ export class ExecutionProcessor {
       });
     }
     rec.finishedAt = finishedAt;
+    let next: unknown;
     if (done) {
       // One transaction, and the session is `ready` with its turn moved before the final record is
       // published: a caller who has the result can submit the next cell and it runs at once.
       const end = executions.multi();
+      this.turns.queueAdvance(end, rec.sessionId, rec.seq);
       for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
       sessions.store.queueSetStatusIfLive(end, rec.sessionId, 'ready');
       sessions.store.queueTouch(end, rec.sessionId, finishedAt);
-      sessions.store.queueAdvanceTurn(end, rec.sessionId, rec.seq);
       executions.queueFinish(end, rec);
-      throwOnMultiError(await end.exec());
+      const res = await end.exec();
+      throwOnMultiError(res);
+      next = res![0][1];
     } else {
       // The session ends before the result is published: a caller who reads it and calls again gets the 410.
       await sessions.terminate(session, lostReason ?? deathReason(null)).catch((err) => log.error({ err: errMsg(err) }, 'terminate failed'));
       const end = executions.multi();
+      this.turns.queueAdvance(end, rec.sessionId, rec.seq);
       for (const ev of tail) executions.queueAppendEvent(end, rec.id, ev);
-      sessions.store.queueAdvanceTurn(end, rec.sessionId, rec.seq);
-      throwOnMultiError(await executions.queueFinish(end, rec).exec());
+      const res = await executions.queueFinish(end, rec).exec();
+      throwOnMultiError(res);
+      next = res![0][1];
     }
+    await sessions.opts.limits?.executionFinished(session.owner, rec.sessionId, rec.id).catch(() => undefined);
+    await this.turns.dispatch(rec.sessionId, next, session.host);
     metrics.runSeconds.observe((finishedAt - rec.startedAt!) / 1000);
     metrics.executions.inc({ status: rec.status, cause: rec.cause ?? 'none' });
     if (rec.cause === 'oom') metrics.oomKills.inc();

@@ -2,6 +2,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { NotFoundError, PayloadTooLargeError, UnavailableError, ValidationError } from '../errors/errors';
 import type { ExecutionEvents } from './execution-events';
 import type { ExecutionQueues } from './execution-queue';
+import { SessionTurns } from './turns';
 import { newExecutionRecord, type ExecutionRecord, type ExecutionStore } from './execution-store';
 import { DEFAULT_EXECUTION_TIMEOUT_MS, TERMINAL_STATUSES, type ExecuteBody } from '../contract/schemas';
 import type { SessionService } from '../sessions/session-service';
@@ -25,9 +26,12 @@ export interface ExecutionServiceOptions {
 export class ExecutionService {
   /** A run's limit when the request gives none. */
   readonly defaultTimeoutMs: number;
+  private readonly turns: SessionTurns;
 
   constructor(readonly opts: ExecutionServiceOptions) {
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_EXECUTION_TIMEOUT_MS;
+    // API side: every dispatch names the session's host.
+    this.turns = new SessionTurns({ store: opts.sessions.store, executions: opts.executions, queues: opts.queues, host: '' });
   }
 
   async submit(sessionId: string, body: ExecuteBody, caller: Caller): Promise<ExecutionRecord> {
@@ -39,20 +43,36 @@ export class ExecutionService {
       throw new ValidationError(`timeoutMs: must be at most ${this.opts.maxTimeoutMs}`, { field: 'timeoutMs' });
     }
     const session = await this.opts.sessions.getLive(sessionId, caller, false);
-    await this.opts.sessions.opts.limits?.countExecution(caller);
-    const seq = await this.opts.sessions.store.nextSeq(sessionId);
-    const rec = newExecutionRecord({ id: uuidv4(), sessionId, seq, code: body.code, timeoutMs });
-    // The record and the session's touch (its idle TTL starts over) in one transaction.
-    const m = this.opts.executions.multi();
-    this.opts.executions.queueCreate(m, rec);
-    this.opts.sessions.store.queueTouch(m, sessionId);
-    throwOnMultiError(await m.exec());
+    const limits = this.opts.sessions.opts.limits;
+    await limits?.countExecution(caller);
+    const id = uuidv4();
+    await limits?.admitExecution(caller, sessionId, id);
+    let rec: ExecutionRecord;
+    let due: boolean;
+    try {
+      const seq = await this.opts.sessions.store.nextSeq(sessionId);
+      rec = newExecutionRecord({ id, sessionId, seq, code: body.code, timeoutMs });
+      // The record, whether its turn has come, and the session's touch (its idle TTL starts over) in one transaction.
+      const m = this.opts.executions.multi();
+      this.turns.queueIsDue(m, sessionId, seq);
+      this.opts.executions.queueCreate(m, rec);
+      this.opts.sessions.store.queueTouch(m, sessionId);
+      const res = await m.exec();
+      throwOnMultiError(res);
+      due = res![0][1] === 1;
+    } catch (err) {
+      await limits?.executionFinished(caller.owner, sessionId, id).catch(() => undefined);
+      throw err;
+    }
+    // Not due: it waits as a record only, and the run before it queues it when it ends (turns.ts).
+    if (!due) return rec;
     try {
       await this.opts.queues.add(session.host, { executionId: rec.id, sessionId });
     } catch (err) {
       // Nothing half-made: the record goes, and the turn moves on so later runs are not held up.
       await this.opts.executions.discard(rec).catch(() => undefined);
-      await this.opts.sessions.store.advanceTurn(sessionId, seq).catch(() => undefined);
+      await limits?.executionFinished(caller.owner, sessionId, id).catch(() => undefined);
+      await this.turns.advance(sessionId, rec.seq, session.host).catch(() => undefined);
       throw new UnavailableError('queue_unavailable', `could not queue the execution: ${errMsg(err)}`);
     }
     return rec;

@@ -202,15 +202,6 @@ export class ExecutionStore {
     return this.redis.getBuffer(this.keys.figure(figureId));
   }
 
-  /** Shortens the life of a session's execution records and event logs (a throwaway session's, see `TerminateOptions.forget`). */
-  async expireSessionRuns(sessionId: string, keepMs: number): Promise<void> {
-    const ids = await this.redis.lrange(this.keys.sessionExecutions(sessionId), 0, -1);
-    const m = this.redis.multi();
-    for (const id of ids) m.pexpire(this.keys.execution(id), keepMs).pexpire(this.keys.executionEvents(id), keepMs);
-    m.pexpire(this.keys.sessionExecutions(sessionId), keepMs).pexpire(this.keys.sessionSeqs(sessionId), keepMs);
-    await m.exec().then(throwOnMultiError);
-  }
-
   /** Deletes what a session leaves behind: figure bytes now; records lapse on their own. */
   async dropSessionData(sessionId: string): Promise<number> {
     const figs = await this.redis.smembers(this.keys.sessionFigures(sessionId));

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { FileTooLargeError, InvalidPathError, NotFoundError, SessionboxError, UnavailableError, ValidationError } from '../errors/errors';
+import { SessionboxError, UnavailableError } from '../errors/errors';
 import type { ContainerRuntime, ExecProcess } from '../runtime/container-runtime';
-import type { KernelEvent } from '../runtime/kernel-channel';
+import { MAX_LINE_BYTES, type KernelEvent } from '../runtime/kernel-channel';
 import { LineSplitter } from '../runtime/line-splitter';
+import { RUNNER_ERRORS, runnerErrorCode } from '../runtime/runner-errors';
 import type { SessionRecord } from '../sessions/session-store';
 
 /**
@@ -40,24 +41,12 @@ export interface FileOpOptions {
   timeoutMs?: number;
 }
 
-/** Longest event line fileops.py sends: a chunk of 256 KiB in base64 plus its envelope, with room to spare. */
-const MAX_ANSWER_LINE_BYTES = 1024 * 1024;
+/** Longest event line fileops.py sends: a 1 MiB chunk in base64, or a list of at most 8 MiB of escaped paths, with room to spare. */
+const MAX_ANSWER_LINE_BYTES = MAX_LINE_BYTES;
 const DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
 function runnerError(ev: KernelEvent, path?: string): SessionboxError {
-  const message = String(ev.message ?? 'the session container refused the request');
-  switch (ev.code) {
-    case 'invalid_path':
-      return new InvalidPathError(message);
-    case 'not_found':
-      return new NotFoundError('file', path ?? '');
-    case 'too_large':
-      return new FileTooLargeError('file_too_large', message);
-    case 'quota_exceeded':
-      return new FileTooLargeError('session_files_too_large', message);
-    default:
-      return new ValidationError(message);
-  }
+  return RUNNER_ERRORS[runnerErrorCode(ev.code)](String(ev.message ?? 'the session container refused the request'), path);
 }
 
 /**

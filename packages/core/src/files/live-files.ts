@@ -130,7 +130,7 @@ export class LiveFiles {
         throw new FileTooLargeError('file_too_large', `${u.path} is ${u.data.length} bytes, over the ${this.opts.maxFileBytes} byte cap per file`);
       }
     }
-    const rec = await this.opts.sessions.getLive(sessionId, caller);
+    const rec = await this.opts.sessions.getLive(sessionId, caller, true);
     // The cap is checked in the container by the first write, against the files there now.
     const finalSizes = new Map(uploads.map((u) => [u.path, u.data.length]));
     const total = [...finalSizes.values()].reduce((a, b) => a + b, 0);
@@ -161,7 +161,7 @@ export class LiveFiles {
 
   async delete(sessionId: string, path: string, caller: Caller): Promise<void> {
     checkFilePath(path);
-    const rec = await this.opts.sessions.getLive(sessionId, caller);
+    const rec = await this.opts.sessions.getLive(sessionId, caller, true);
     await this.fileops.run(rec, { op: 'file_delete', path }, { path });
   }
 }

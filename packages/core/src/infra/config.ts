@@ -51,7 +51,7 @@ export const EnvSchema = z.object({
   SESSIONBOX_MAX_TIMEOUT_MS: int(600_000, 1000),
   SESSIONBOX_MAX_FIGURES: int(50, 1, 1000),
   SESSIONBOX_MAX_FIGURE_PIXELS: int(25_000_000, 10_000),
-  /** One figure's PNG; a larger one is dropped with a note (the channel's line cap is 8 MiB of base64). */
+  /** One figure's PNG; a larger one is dropped with a note (the channel's line cap is 32 MiB). */
   SESSIONBOX_MAX_FIGURE_BYTES: int(4 * 1024 * 1024, 1024, 6 * 1024 * 1024),
   /** All figures a session keeps in Redis while it lives. */
   SESSIONBOX_MAX_SESSION_FIGURE_BYTES: int(64 * 1024 * 1024, 1024),
@@ -90,6 +90,23 @@ export const EnvSchema = z.object({
   SESSIONBOX_DIFY_TIMEOUT_MS: int(30_000, 1000, 600_000),
   /** Honour `enable_network: true` of dify-sandbox calls (a run gets a container on the default bridge network). */
   SESSIONBOX_DIFY_ALLOW_NETWORK: bool.default(false),
+  /** Unset: 16 per key when keys are configured, no limit otherwise; 0 = no limit. Sessions of a key with code in flight. */
+  SESSIONBOX_KEY_MAX_RUNNING_EXECUTIONS: optionalInt(),
+  /** Unset: 200 per key when keys are configured, no limit otherwise; 0 = no limit. Executions of a key not yet finished. */
+  SESSIONBOX_KEY_MAX_QUEUED_EXECUTIONS: optionalInt(),
+  /** Unset: 51200 MiB per key when keys are configured, no budget otherwise; 0 = none. memoryMb + diskMb over a key's live sessions. */
+  SESSIONBOX_KEY_MAX_MEMORY_MB: optionalInt(),
+  /** Unset: 50 per key when keys are configured, no budget otherwise; 0 = none. cpus over a key's live sessions. */
+  SESSIONBOX_KEY_MAX_CPUS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().min(0).optional()),
+  /** Ceilings of one session's limits (a create asking for more is refused with 400 naming the limit). */
+  SESSIONBOX_MAX_MEMORY_MB: int(8192, 64, 65536),
+  SESSIONBOX_MAX_DISK_MB: int(4096, 16, 16384),
+  SESSIONBOX_MAX_CPUS: z.coerce.number().min(0.05).max(64).default(4),
+  SESSIONBOX_MAX_PIDS: int(1024, 16, 4096),
+  /** Memory of each Docker host (MiB); unset: what its engine reports (`docker info` MemTotal). */
+  SESSIONBOX_HOST_MEMORY_MB: optionalInt(256),
+  /** Engine memory caps of a host's live sessions may add up to this many times its memory. */
+  SESSIONBOX_HOST_MEMORY_OVERCOMMIT: z.coerce.number().min(0.1).max(100).default(4),
 });
 export type Env = z.infer<typeof EnvSchema>;
 
@@ -181,6 +198,13 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     /** dify-sandbox drop-in: a run's time limit, and whether `enable_network` is honoured. */
     difyTimeoutMs: e.SESSIONBOX_DIFY_TIMEOUT_MS,
     difyAllowNetwork: e.SESSIONBOX_DIFY_ALLOW_NETWORK,
+    keyMaxRunningExecutions: e.SESSIONBOX_KEY_MAX_RUNNING_EXECUTIONS ?? (keyed ? 16 : null),
+    keyMaxQueuedExecutions: e.SESSIONBOX_KEY_MAX_QUEUED_EXECUTIONS ?? (keyed ? 200 : null),
+    keyMaxMemoryMb: e.SESSIONBOX_KEY_MAX_MEMORY_MB ?? (keyed ? 51200 : null),
+    keyMaxCpus: e.SESSIONBOX_KEY_MAX_CPUS ?? (keyed ? 50 : null),
+    maxSessionLimits: { memoryMb: e.SESSIONBOX_MAX_MEMORY_MB, diskMb: e.SESSIONBOX_MAX_DISK_MB, cpus: e.SESSIONBOX_MAX_CPUS, pids: e.SESSIONBOX_MAX_PIDS },
+    hostMemoryMb: e.SESSIONBOX_HOST_MEMORY_MB ?? null,
+    hostMemoryOvercommit: e.SESSIONBOX_HOST_MEMORY_OVERCOMMIT,
   };
 }
 

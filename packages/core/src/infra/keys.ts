@@ -71,6 +71,22 @@ export class Keys {
   ownerExecutions(owner: string) {
     return `${this.prefix}owner:${owner}:execs`;
   }
+  /** hash of an API key's sessions (and pending creates) -> "memoryMb+diskMb cpus" they hold (key-limits.ts). */
+  ownerResources(owner: string) {
+    return `${this.prefix}owner:${owner}:resources`;
+  }
+  /** zset of an API key's executions not yet finished, member `sessionId:executionId`, scored by submission (key-limits.ts). */
+  ownerInflight(owner: string) {
+    return `${this.prefix}owner:${owner}:inflight`;
+  }
+  /** zset of an API key's session records (live and tombstones), scored by creation: its listing. */
+  ownerIndex(owner: string) {
+    return `${this.prefix}owner:${owner}:index`;
+  }
+  /** hash of a host's sessions (and pending creates) -> the engine memory cap (MiB) each holds (host-budget.ts). */
+  hostCommitted(host: string) {
+    return `${this.prefix}host:${host}:committed`;
+  }
   pool(host: string) {
     return `${this.prefix}pool:${host}`;
   }

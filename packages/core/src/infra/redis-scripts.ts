@@ -13,7 +13,8 @@ const SCRIPTS = {
   sbSessionClaimExpired: { file: 'session-claim-expired', numberOfKeys: 2 },
   sbSessionTerminate: { file: 'session-terminate', numberOfKeys: 3 },
   sbSessionAdvanceTurn: { file: 'session-advance-turn', numberOfKeys: 1 },
-  sbKeyReserveSession: { file: 'key-reserve-session', numberOfKeys: 1 },
+  sbKeyReserveSession: { file: 'key-reserve-session', numberOfKeys: 2 },
+  sbKeyAdmitExecution: { file: 'key-admit-execution', numberOfKeys: 1 },
   sbKeyCountExecution: { file: 'key-count-execution', numberOfKeys: 1 },
   sbPoolReserve: { file: 'pool-reserve', numberOfKeys: 2 },
   sbPoolPublish: { file: 'pool-publish', numberOfKeys: 2 },
@@ -33,8 +34,10 @@ declare module 'ioredis' {
     sbSessionTerminate(session: string, expiry: string, hostSessions: string, id: string, now: Arg, reason: string, tombstoneMs: Arg): Result<number, Context>;
     /** KEYS session; ARGV seq → moves the turn past `seq`. */
     sbSessionAdvanceTurn(session: string, seq: Arg): Result<number, Context>;
-    /** KEYS owner sessions; ARGV max, score, token → 1 when a slot was taken. */
-    sbKeyReserveSession(ownerSessions: string, max: Arg, score: Arg, token: string): Result<number, Context>;
+    /** KEYS owner sessions, owner resources; ARGV max, score, token, max memory, max cpus, memory, cpus → 'ok' or what refused it ('sessions', 'memory_mb', 'cpus'). */
+    sbKeyReserveSession(ownerSessions: string, ownerResources: string, max: Arg, score: Arg, token: string, maxMemoryMb: Arg, maxCpus: Arg, memoryMb: Arg, cpus: Arg): Result<string, Context>;
+    /** KEYS owner in-flight set; ARGV session id, execution id, max queued, max running sessions, score → 'ok', 'queued' or 'running'. */
+    sbKeyAdmitExecution(ownerInFlight: string, sessionId: string, executionId: string, maxQueued: Arg, maxRunning: Arg, score: Arg): Result<string, Context>;
     /** KEYS owner executions; ARGV now, window, max, member → -1 when counted, else ms until a slot frees. */
     sbKeyCountExecution(ownerExecutions: string, now: Arg, windowMs: Arg, max: Arg, member: string): Result<number, Context>;
     /** KEYS pool list, filling zset; ARGV now, size, deadline, token → 1 when a slot was taken. */

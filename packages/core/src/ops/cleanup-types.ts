@@ -98,4 +98,4 @@ export interface CleanupContext {
   removeContainer(host: string, id: string): Promise<void>;
 }
 
-export const errMsg = (err: unknown) => (err as Error)?.message ?? String(err);
+export { errMsg } from '../infra/err-msg';

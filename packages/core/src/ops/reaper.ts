@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { ContainerRuntime } from '../runtime/container-runtime';
 import { deathReason } from '../runtime/death-reason';
@@ -6,6 +7,7 @@ import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { errMsg } from '../infra/err-msg';
 import { TimerLoop } from '../infra/timer-loop';
 import type { SessionService } from '../sessions/session-service';
+import type { SessionRecord } from '../sessions/session-store';
 
 export interface ReaperOptions {
   sessions: SessionService;
@@ -31,6 +33,8 @@ export class Reaper {
   /** The event stream broke (engine restarted or unreachable): deaths in between went unreported. */
   private watchLost = false;
   private checking: Promise<void> | null = null;
+  /** Expired sessions being ended (their archive may take up to its timeout), by id. */
+  private readonly ending = new Map<string, Promise<boolean>>();
 
   constructor(readonly opts: ReaperOptions) {
     this.metrics = opts.metrics ?? disabledMetrics();
@@ -101,26 +105,40 @@ export class Reaper {
     }
   }
 
-  /** One pass: returns how many sessions it reaped. */
+  /**
+   * One pass: claims every session of this host past its TTL and ends each on its own, so one whose
+   * end is slow (an archive that hangs until its timeout) never holds up another's. Resolves once
+   * this pass's sessions are ended; returns how many it reaped.
+   */
   async sweep(now = Date.now()): Promise<number> {
-    const { sessions, host, logger } = this.opts;
-    const metrics = this.metrics;
+    const { sessions, host } = this.opts;
     const ids = await sessions.store.expiredIds(now);
-    let reaped = 0;
+    const ends: Promise<boolean>[] = [];
     for (const id of ids) {
+      if (this.ending.has(id)) continue;
       const rec = await sessions.store.get(id);
       if (rec && rec.host !== host) continue;
       if (!(await sessions.store.claimExpired(id, now)) || !rec) continue;
-      try {
-        await sessions.terminate(rec, 'expired');
-        reaped++;
-        metrics.reaperActions.inc({ action: 'expired' });
-      } catch (err) {
-        logger.error({ sessionId: id, host, containerId: rec.containerId, err: errMsg(err) }, 'could not reap an expired session; will retry');
-        await sessions.store.touch(id, now - rec.ttlSeconds * 1000).catch(() => undefined);
-      }
+      const end = this.expire(rec, now).finally(() => this.ending.delete(id));
+      this.ending.set(id, end);
+      ends.push(end);
     }
-    return reaped;
+    // The next pass does not wait for slow ends (they are in `ending`), only for this pass's quick ones.
+    const settled = await Promise.all(ends.map((e) => Promise.race([e, sleep(this.opts.intervalMs).then(() => false)])));
+    return settled.filter(Boolean).length;
+  }
+
+  private async expire(rec: SessionRecord, now: number): Promise<boolean> {
+    const { sessions, host, logger } = this.opts;
+    try {
+      await sessions.terminate(rec, 'expired');
+      this.metrics.reaperActions.inc({ action: 'expired' });
+      return true;
+    } catch (err) {
+      logger.error({ sessionId: rec.id, host, containerId: rec.containerId, err: errMsg(err) }, 'could not reap an expired session; will retry');
+      await sessions.store.touch(rec.id, now - rec.ttlSeconds * 1000).catch(() => undefined);
+      return false;
+    }
   }
 
   async stop() {
@@ -128,5 +146,6 @@ export class Reaper {
     this.stopWatch?.();
     await this.loop.stop();
     await this.checking;
+    await Promise.all(this.ending.values());
   }
 }

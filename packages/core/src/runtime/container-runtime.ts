@@ -64,6 +64,8 @@ export interface ContainerEvent {
 export interface ContainerUsage {
   memoryBytes: number;
   cpuPercent: number | null;
+  /** CPU time the container has used since it started (ns), when the engine reports it; two samples give a rate. */
+  cpuTotalNs?: number;
 }
 
 /** The container engine behind sessionbox (Docker today; a pod per session would fit the same port). */
@@ -83,6 +85,8 @@ export interface ContainerRuntime {
   /** Runs `cmd` beside the supervisor, as a uid other than the session's (which user code runs as); never through the supervisor's attached stream. */
   exec(id: string, opts: ExecOptions): Promise<ExecProcess>;
   usage(id: string): Promise<ContainerUsage | null>;
+  /** The engine's memory (MemTotal), in bytes. */
+  memoryBytes(): Promise<number>;
   /** Calls `onEvent` for die/destroy/oom of containers matching the filters; returns a stop function. */
   watch(labelFilters: string[], onEvent: (e: ContainerEvent) => void, onError: (err: Error) => void): Promise<() => void>;
 }

@@ -67,20 +67,35 @@ function statusOf(err: unknown): number | undefined {
 }
 
 /**
- * Writable space is tmpfs, whose pages the kernel charges to the container's memory cgroup,
- * so the engine limit is memory + disk: files can never eat the interpreter's share.
+ * What the container holds besides the user's memoryMb and diskMb: the supervisor (~14 MiB), the
+ * kernel as loaded with numpy, pandas and matplotlib (~62 MiB charged), a fileops exec (~15 MiB),
+ * measured at 76 MiB at rest under runc; the rest is headroom.
  */
+export const RUNTIME_ALLOWANCE_MB = 128;
+
+/** The engine's memory cap of a session container, in MiB (also what host budgets count). */
+export function engineMemoryMb(limits: { memoryMb: number; diskMb: number }): number {
+  return limits.memoryMb + limits.diskMb + RUNTIME_ALLOWANCE_MB;
+}
+
 /**
  * Docker's CPU shares (cgroup v2: cpu.weight 1 for 2, 100 for 1024): a warming container at 2
  * gets about 1/512 of a contended CPU beside a running session, and all of an idle one.
  */
 export const CPU_SHARES: Record<CpuWeight, number> = { low: 2, normal: 1024 };
 
+/**
+ * memoryMb is the interpreter's own limit: the supervisor sets the kernel's RLIMIT_DATA to what it
+ * holds when ready plus memoryMb (SESSIONBOX_KERNEL_MEMORY_BYTES), so code gets a MemoryError past
+ * it and the session lives on. Writable space is tmpfs, whose pages the kernel charges to the
+ * container's memory cgroup, so the engine limit is memory + disk + the runtime's allowance: the
+ * backstop, and files up to diskMb stay writable on top of a full interpreter.
+ */
 export function hostConfigFor(spec: SessionContainerSpec, uid: number): Docker.HostConfig {
-  const { memoryMb, diskMb, cpus, pids } = spec.limits;
+  const { diskMb, cpus, pids } = spec.limits;
   const tmpMb = Math.min(TMP_MB_MAX, Math.max(4, Math.floor(diskMb / 4)));
   const workMb = diskMb - tmpMb;
-  const mem = (memoryMb + diskMb) * 1024 * 1024;
+  const mem = engineMemoryMb(spec.limits) * 1024 * 1024;
   const tmpfsOpts = `rw,nosuid,nodev,uid=${uid},gid=${uid}`;
   return {
     Memory: mem,
@@ -148,8 +163,11 @@ export class DockerRuntime implements ContainerRuntime {
         AttachStdout: false,
         AttachStderr: false,
         Tty: false,
-        ...(spec.lazyImports ? { Env: ['SESSIONBOX_IMPORTS=lazy'] } : {}),
         NetworkDisabled: !spec.network,
+        Env: [
+          `SESSIONBOX_KERNEL_MEMORY_BYTES=${spec.limits.memoryMb * 1024 * 1024}`,
+          ...(spec.lazyImports ? ['SESSIONBOX_IMPORTS=lazy'] : []),
+        ],
         HostConfig: hostConfigFor(spec, uid),
       });
     } catch (err) {
@@ -305,14 +323,20 @@ export class DockerRuntime implements ContainerRuntime {
     };
   }
 
+  async memoryBytes(): Promise<number> {
+    return Number((await this.docker.info()).MemTotal);
+  }
+
   async usage(id: string): Promise<ContainerUsage | null> {
     try {
       const s = (await this.docker.getContainer(id).stats({ stream: false, 'one-shot': true } as never)) as unknown as {
         memory_stats?: { usage?: number; stats?: { cache?: number; total_inactive_file?: number } };
+        cpu_stats?: { cpu_usage?: { total_usage?: number } };
       };
       const usage = s.memory_stats?.usage ?? 0;
       const inactive = s.memory_stats?.stats?.total_inactive_file ?? 0;
-      return { memoryBytes: Math.max(0, usage - inactive), cpuPercent: null };
+      const cpu = s.cpu_stats?.cpu_usage?.total_usage;
+      return { memoryBytes: Math.max(0, usage - inactive), cpuPercent: null, ...(typeof cpu === 'number' ? { cpuTotalNs: cpu } : {}) };
     } catch (err) {
       if (statusOf(err) === 404) return null;
       throw err;

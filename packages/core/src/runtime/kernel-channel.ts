@@ -11,11 +11,12 @@ export interface KernelEvent {
 }
 
 /**
- * Longest line accepted from a container. The supervisor keeps its own events well below it (a figure
- * is at most MAX_FIGURE_BYTES, sent as base64); anything longer is forged or broken and is dropped
+ * Longest line accepted from a container. The supervisor keeps its own events well below it (a
+ * figure is at most 4 MiB of PNG, sent as base64; a `done` carries at most 8 MiB of escaped file
+ * paths and a result of at most maxOutputBytes); anything longer is forged or broken and is dropped
  * whole, without ending the channel.
  */
-export const MAX_LINE_BYTES = 8 * 1024 * 1024;
+export const MAX_LINE_BYTES = 32 * 1024 * 1024;
 
 /**
  * The supervisor's stdin/stdout, attached once per container and kept open: a request costs

@@ -1,3 +1,5 @@
+import { FileTooLargeError, InvalidPathError, NotFoundError, ValidationError, type SessionboxError } from '../errors/errors';
+
 /**
  * The codes of the runner's `error` events: images/python-runner/runner/errors.py (`ErrorCode`)
  * is the one table on the Python side, this is the one on ours. A code the runner sends that is
@@ -6,14 +8,14 @@
 export const RUNNER_ERROR_CODES = ['bad_request', 'invalid_path', 'not_found', 'exists', 'too_large', 'quota_exceeded'] as const;
 export type RunnerErrorCode = (typeof RUNNER_ERROR_CODES)[number];
 
-/** What each runner code becomes at the HTTP boundary: the API's error code and its status. */
-export const RUNNER_ERRORS: Readonly<Record<RunnerErrorCode, { code: string; status: number }>> = {
-  bad_request: { code: 'invalid_request', status: 400 },
-  invalid_path: { code: 'invalid_path', status: 400 },
-  not_found: { code: 'file_not_found', status: 404 },
-  exists: { code: 'invalid_request', status: 400 },
-  too_large: { code: 'file_too_large', status: 413 },
-  quota_exceeded: { code: 'session_files_too_large', status: 413 },
+/** What each runner code becomes at the HTTP boundary: one of our typed errors (`path`: the file asked about). */
+export const RUNNER_ERRORS: Readonly<Record<RunnerErrorCode, (message: string, path?: string) => SessionboxError>> = {
+  bad_request: (message) => new ValidationError(message),
+  invalid_path: (message) => new InvalidPathError(message),
+  not_found: (_message, path) => new NotFoundError('file', path ?? ''),
+  exists: (message) => new ValidationError(message),
+  too_large: (message) => new FileTooLargeError('file_too_large', message),
+  quota_exceeded: (message) => new FileTooLargeError('session_files_too_large', message),
 };
 
 export function runnerErrorCode(value: unknown): RunnerErrorCode {

@@ -2,14 +2,16 @@ import { v4 as uuidv4 } from 'uuid';
 import type { TerminationReason } from '../errors/termination-reason';
 import type { Logger } from 'pino';
 import type { ContainerRuntime } from '../runtime/container-runtime';
-import { NotFoundError, SessionGoneError, UnavailableError } from '../errors/errors';
+import { NotFoundError, SessionGoneError, UnavailableError, ValidationError } from '../errors/errors';
+import { engineMemoryMb } from '../runtime/docker-runtime';
+import type { HostBudget, HostReservation } from './host-budget';
 import type { ExecutionStore } from '../executions/execution-store';
 import type { KeyLimits } from '../auth/key-limits';
 import type { Caller } from '../auth/caller';
 import { Labels } from '../runtime/labels';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { DEFAULT_LIMITS, type CreateSessionBody, type Limits } from '../contract/schemas';
-import type { SessionRecord, SessionStore } from './session-store';
+import type { ListCursor, SessionRecord, SessionStore } from './session-store';
 import { errMsg } from '../infra/err-msg';
 
 export interface SessionServiceOptions {
@@ -32,6 +34,10 @@ export interface SessionServiceOptions {
   goneDetails?: (rec: SessionRecord) => Promise<Record<string, unknown> | null>;
   /** Per-API-key caps (live sessions here, executions per minute in ExecutionService.submit). */
   limits?: KeyLimits;
+  /** Operator ceilings of one session's limits (`SESSIONBOX_MAX_*`). */
+  maxLimits?: Limits;
+  /** Engine memory each host has committed; a host never takes more than it can hold. */
+  hostBudget?: HostBudget;
 }
 
 export interface TerminateOptions {
@@ -39,14 +45,9 @@ export interface TerminateOptions {
   keepFiles?: boolean;
   /** Delete its executions' records and event logs now, rather than letting them lapse (`DELETE` without `keep=outputs`). */
   dropOutputs?: boolean;
-  /**
-   * A throwaway session (drop-ins): no 24 h tombstone. Its record and its runs' records lapse
-   * after `FORGOTTEN_KEEP_MS`, long enough for a worker still finishing to write to keys that expire.
-   */
+  /** A throwaway session (drop-ins): its record and executions go at once, no tombstone is kept. */
   forget?: boolean;
 }
-
-export const FORGOTTEN_KEEP_MS = 30_000;
 
 export interface CreateExtra {
   restoredFrom?: string | null;
@@ -95,7 +96,13 @@ export class SessionService {
 
   /** Least-loaded host with room that is not marked down. */
   async placeSession(): Promise<string> {
-    let best: { host: string; load: number } | null = null;
+    const [best] = await this.hostsByLoad();
+    if (!best) throw new UnavailableError('capacity_exhausted', 'every Docker host is full or down; try again later');
+    return best;
+  }
+
+  /** Hosts with room that are not marked down, least loaded first. */
+  private async hostsByLoad(): Promise<string[]> {
     // Every host's two reads in one round trip.
     const reads = await Promise.all(
       [...this.opts.capacities].map(async ([host, capacity]) => {
@@ -103,18 +110,52 @@ export class SessionService {
         return { host, capacity, down, live };
       }),
     );
-    for (const { host, capacity, down, live } of reads) {
-      if (down) continue;
-      if (live >= capacity) continue;
-      const load = live / capacity;
-      if (!best || load < best.load) best = { host, load };
+    return reads
+      .filter((r) => !r.down && r.live < r.capacity)
+      .sort((a, b) => a.live / a.capacity - b.live / b.capacity)
+      .map((r) => r.host);
+  }
+
+  /** The least-loaded host that still has the engine memory this session's limits need. */
+  private async placeWithin(limits: Limits): Promise<{ host: string; reservation: HostReservation | null }> {
+    const hosts = await this.hostsByLoad();
+    if (hosts.length === 0) throw new UnavailableError('capacity_exhausted', 'every Docker host is full or down; try again later');
+    const budget = this.opts.hostBudget;
+    if (!budget) return { host: hosts[0], reservation: null };
+    const mb = engineMemoryMb(limits);
+    let largest = 0;
+    for (const host of hosts) {
+      const reservation = await budget.reserve(host, mb);
+      if (reservation) return { host, reservation };
+      largest = Math.max(largest, await budget.hostMemoryMb(host));
     }
-    if (!best) throw new UnavailableError('capacity_exhausted', 'every Docker host is full or down; try again later');
-    return best.host;
+    if (mb > largest) {
+      throw new ValidationError(
+        `limits: memoryMb + diskMb (+${mb - limits.memoryMb - limits.diskMb} MiB for the runtime) = ${mb} MiB is more than any Docker host has (${largest} MiB)`,
+        { field: 'limits.memoryMb', limit: 'host_memory' },
+      );
+    }
+    throw new UnavailableError('capacity_exhausted', `no Docker host has ${mb} MiB of memory left for this session's limits (host_memory); try again later or ask for less`);
+  }
+
+  /** 400 naming the first limit over its operator ceiling. */
+  private checkCeilings(limits: Limits) {
+    const max = this.opts.maxLimits;
+    if (!max) return;
+    for (const name of ['memoryMb', 'diskMb', 'cpus', 'pids'] as const) {
+      if (limits[name] > max[name]) {
+        throw new ValidationError(`limits.${name}: ${limits[name]} is over this server's ceiling of ${max[name]}`, {
+          field: `limits.${name}`,
+          limit: name,
+          max: max[name],
+        });
+      }
+    }
   }
 
   async create(body: CreateSessionBody, caller: Caller, extra: CreateExtra = {}): Promise<SessionRecord> {
-    const slot = this.opts.limits ? await this.opts.limits.reserveSession(caller) : null;
+    this.checkCeilings({ ...DEFAULT_LIMITS, ...(body.limits ?? {}) });
+    const slot = this.opts.limits ? await this.opts.limits.reserveSession(caller, { ...DEFAULT_LIMITS, ...(body.limits ?? {}) }) : null;
     let rec: SessionRecord;
     try {
       rec = await this.createContainerAndRecord(body, caller, extra);
@@ -132,7 +173,26 @@ export class SessionService {
     const limits: Limits = { ...DEFAULT_LIMITS, ...(body.limits ?? {}) };
     const ttlSeconds = body.ttlSeconds ?? this.opts.defaultTtlSeconds;
     const expiresAt = now + ttlSeconds * 1000;
-    const host = await this.placeSession();
+    const { host, reservation } = await this.placeWithin(limits);
+    try {
+      const rec = await this.createOn(host, limits, body, caller, extra, { now, ttlSeconds, expiresAt, started });
+      await reservation?.commit(rec.id);
+      return rec;
+    } catch (err) {
+      await reservation?.release();
+      throw err;
+    }
+  }
+
+  private async createOn(
+    host: string,
+    limits: Limits,
+    body: CreateSessionBody,
+    caller: Caller,
+    extra: CreateExtra,
+    t: { now: number; ttlSeconds: number; expiresAt: number; started: bigint },
+  ): Promise<SessionRecord> {
+    const { now, ttlSeconds, expiresAt, started } = t;
     const runtime = this.runtime(host);
 
     // Warm containers have no network: a session that needs one is always made cold.
@@ -186,8 +246,13 @@ export class SessionService {
     return rec;
   }
 
-  /** A live session (410 once terminated); touching it moves its expiry. */
-  async getLive(id: string, caller: Caller, touch = true): Promise<SessionRecord> {
+  /**
+   * A live session (410 once terminated). `use`: the call is something a user does with the session
+   * (runs code, writes or deletes files, calls a tool), which moves lastActiveAt and so its idle TTL;
+   * reads, listings, SSE and figure downloads do not, so a polling dashboard keeps nothing alive.
+   */
+  async getLive(id: string, caller: Caller, use = false): Promise<SessionRecord> {
+    const touch = use;
     const rec = await this.find(id, caller);
     if (rec.status === 'terminated') throw await this.gone(rec);
     if (touch && (await this.opts.store.touch(id))) {
@@ -211,14 +276,30 @@ export class SessionService {
     return extra ? new SessionGoneError(rec.id, rec.terminationReason ?? 'terminated', { ...base.details, ...extra }) : base;
   }
 
-  async list(caller: Caller, filter: { status?: string; metadata?: Record<string, string> } = {}): Promise<SessionRecord[]> {
-    const all = await this.opts.store.list();
-    return all.filter(
-      (r) =>
-        (caller.owner === '*' || r.owner === caller.owner) &&
-        (!filter.status || r.status === filter.status) &&
-        Object.entries(filter.metadata ?? {}).every(([k, v]) => r.metadata[k] === v),
-    );
+  /**
+   * The caller's sessions (the admin's: everyone's), newest first, read from the owner's own index.
+   * With `limit`, one page and the cursor of the next (null at the end); without, all of them.
+   */
+  async list(
+    caller: Caller,
+    filter: { status?: string; metadata?: Record<string, string> } = {},
+    page: { cursor?: ListCursor | null; limit?: number } = {},
+  ): Promise<{ sessions: SessionRecord[]; nextCursor: ListCursor | null }> {
+    const limit = page.limit ?? Number.MAX_SAFE_INTEGER;
+    const matches = (r: SessionRecord) =>
+      (!filter.status || r.status === filter.status) && Object.entries(filter.metadata ?? {}).every(([k, v]) => r.metadata[k] === v);
+    const out: SessionRecord[] = [];
+    let after = page.cursor ?? null;
+    for (;;) {
+      const { entries, more } = await this.opts.store.page(caller.owner, after, Math.min(500, Math.max(limit + 1, 50)));
+      for (const { cursor, rec } of entries) {
+        after = cursor;
+        if (!rec || !matches(rec)) continue;
+        if (out.length === limit) return { sessions: out, nextCursor: { createdAt: out[limit - 1].createdAt, id: out[limit - 1].id } };
+        out.push(rec);
+      }
+      if (!more) return { sessions: out, nextCursor: null };
+    }
   }
 
   /** Removes the container first, so it is gone by the time the caller hears back. */
@@ -230,10 +311,10 @@ export class SessionService {
       );
     }
     await this.runtime(rec.host).remove(rec.containerId);
-    const changed = await this.opts.store.terminate(rec, reason, Date.now(), opts.forget ? FORGOTTEN_KEEP_MS : undefined);
+    const changed = await this.opts.store.terminate(rec, reason);
     await this.opts.executions.dropSessionData(rec.id);
-    if (opts.dropOutputs) await this.opts.executions.dropSessionOutputs(rec.id);
-    if (opts.forget) await this.opts.executions.expireSessionRuns(rec.id, FORGOTTEN_KEEP_MS);
+    if (opts.dropOutputs || opts.forget) await this.opts.executions.dropSessionOutputs(rec.id);
+    if (opts.forget) await this.opts.store.forget(rec);
     this.metrics.containerRemoveSeconds.observe({ host: rec.host }, Number(process.hrtime.bigint() - started) / 1e9);
     if (changed) {
       this.metrics.sessionsTerminated.inc({ reason });

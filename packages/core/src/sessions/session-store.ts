@@ -21,6 +21,12 @@ export interface SessionRecord {
   restoredFrom: string | null;
 }
 
+/** Where a listing page ends: the last record given (newest-first order is createdAt, then id, descending). */
+export interface ListCursor {
+  createdAt: number;
+  id: string;
+}
+
 export interface SessionStoreOptions {
   redis: Redis;
   namespace: string;
@@ -46,6 +52,7 @@ export class SessionStore {
       .hset(k.session(rec.id), serialize(rec))
       .hset(k.session(rec.id), 'seq', 0, 'turn', 1)
       .zadd(k.sessions(), rec.createdAt, rec.id)
+      .zadd(k.ownerIndex(rec.owner), rec.createdAt, rec.id)
       .zadd(k.expiry(), rec.expiresAt, rec.id)
       .sadd(k.hostSessions(rec.host), rec.id)
       .exec()
@@ -80,6 +87,42 @@ export class SessionStore {
     return recs.filter((r): r is SessionRecord => r !== null);
   }
 
+  /**
+   * Up to `count` entries of an owner's index (`*`: everyone's), newest first, strictly after
+   * `after` in that order, with their records (null: the tombstone lapsed, and the entry is dropped).
+   * `more`: the index may hold entries past these.
+   */
+  async page(owner: string, after: ListCursor | null, count: number): Promise<{ entries: { cursor: ListCursor; rec: SessionRecord | null }[]; more: boolean }> {
+    const key = owner === '*' ? this.keys.sessions() : this.keys.ownerIndex(owner);
+    // Members that share the cursor's score come in reverse lex order: those >= its id were given already.
+    const ties = after ? 64 : 0;
+    const raw = await this.redis.zrevrangebyscore(key, after ? String(after.createdAt) : '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, count + ties);
+    const found: ListCursor[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const c = { id: raw[i], createdAt: Number(raw[i + 1]) };
+      if (!after || c.createdAt < after.createdAt || c.id < after.id) found.push(c);
+    }
+    const taken = found.slice(0, count);
+    const recs = await this.getMany(taken.map((c) => c.id));
+    const stale = taken.filter((_, i) => !recs[i]).map((c) => c.id);
+    if (stale.length) await this.redis.zrem(key, ...stale);
+    return { entries: taken.map((cursor, i) => ({ cursor, rec: recs[i] })), more: found.length > count || raw.length / 2 === count + ties };
+  }
+
+  /** Drops a terminated session's record and indexes at once (a throwaway session leaves no tombstone). */
+  async forget(rec: Pick<SessionRecord, 'id' | 'host' | 'owner'>): Promise<void> {
+    const k = this.keys;
+    await this.redis
+      .multi()
+      .del(k.session(rec.id), k.sessionExecutions(rec.id), k.sessionSeqs(rec.id), k.sessionFigures(rec.id), k.sessionFigureBytes(rec.id))
+      .zrem(k.sessions(), rec.id)
+      .zrem(k.ownerIndex(rec.owner), rec.id)
+      .zrem(k.expiry(), rec.id)
+      .srem(k.hostSessions(rec.host), rec.id)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
   async touch(id: string, now = Date.now()): Promise<boolean> {
     return (await this.redis.sbSessionTouch(this.keys.session(id), this.keys.expiry(), now, id)) === 1;
   }
@@ -109,8 +152,8 @@ export class SessionStore {
     return (await this.redis.sbSessionClaimExpired(this.keys.session(id), this.keys.expiry(), id, now)) === 1;
   }
 
-  /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses (after `keepMs`, default the tombstone time). */
-  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: TerminationReason, now = Date.now(), keepMs = this.tombstoneMs): Promise<boolean> {
+  /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses. */
+  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: TerminationReason, now = Date.now()): Promise<boolean> {
     const k = this.keys;
     const r = await this.redis.sbSessionTerminate(
       k.session(rec.id),
@@ -119,7 +162,7 @@ export class SessionStore {
       rec.id,
       now,
       reason,
-      keepMs,
+      this.tombstoneMs,
     );
     return r === 1;
   }
