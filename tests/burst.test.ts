@@ -1,6 +1,6 @@
 import IORedis from 'ioredis';
 import { Keys } from '@sessionbox/core';
-import { REDIS_URL, docker, useSystem, waitFor } from './helpers/system';
+import { REDIS_URL, docker, pngSize, useSystem, waitFor, type TestSystem } from './helpers/system';
 
 /** Issue 16: pool refills yield the CPU until claimed; a cold kernel imports on first use. */
 
@@ -10,6 +10,10 @@ async function containerOf(redis: IORedis, keys: Keys, sessionId: string) {
   const id = await redis.hget(keys.session(sessionId), 'containerId');
   if (!id) throw new Error(`no container recorded for ${sessionId}`);
   return docker.getContainer(id).inspect();
+}
+
+async function end(sys: TestSystem, sessionId: string) {
+  expect((await sys.http.delete(`/v1/sessions/${sessionId}`)).status).toBe(204);
 }
 
 describe('a cold session (no pool): imports on first use', () => {
@@ -23,10 +27,28 @@ describe('a cold session (no pool): imports on first use', () => {
     const info = await containerOf(redis, new Keys(sys.config.namespace), s.id);
     expect(info.Config.Env).toContain('SESSIONBOX_IMPORTS=lazy');
     expect(info.HostConfig.CpuShares).toBe(1024);
-    const first = await sys.http.run(s.id, LOADED);
-    expect(first).toMatchObject({ status: 'succeeded', stdout: '[]\n' });
-    const df = await sys.http.run(s.id, "import pandas as pd\nprint(int(pd.DataFrame({'a': [1, 2, 3]})['a'].sum()))");
-    expect(df).toMatchObject({ status: 'succeeded', stdout: '6\n', stderr: '' });
+    const first = await sys.http.run(s.id, `${LOADED}\nimport os\nprint([k for k in os.environ if k.startswith('SESSIONBOX_')])`);
+    // The switch is the supervisor's: the kernel's env carries no SESSIONBOX_ setting.
+    expect(first).toMatchObject({ status: 'succeeded', stdout: '[]\n[]\n' });
+    const df = await sys.http.run(s.id, "import pandas\ndf = pandas.DataFrame({'a': [1, 2, 3]})\nprint(int(df['a'].sum()), type(df).__module__)");
+    expect(df).toMatchObject({ status: 'succeeded', stdout: '6 pandas.core.frame\n', stderr: '' });
+    await end(sys, s.id);
+  });
+
+  test('the first cell imports under aliases; what the deferred imports take is not charged to memoryMb', async () => {
+    // memoryMb 64 (the least): numpy, pandas and matplotlib (~67 MiB of data) plus 40 MiB of user data.
+    const s = await sys.http.createSession({ limits: { memoryMb: 64 } });
+    const r = await sys.http.run(
+      s.id,
+      [
+        'import numpy as np, pandas as pd, matplotlib.pyplot as plt',
+        "df = pd.DataFrame({'x': np.arange(4), 'y': np.arange(4) ** 2})",
+        'block = np.ones(40 * 2**20 // 8)',
+        "print(int(df['y'].sum()), int(block.sum()) * 8 // 2**20)",
+      ].join('\n'),
+    );
+    expect(r).toMatchObject({ status: 'succeeded', stdout: '14 40\n', stderr: '' });
+    await end(sys, s.id);
   });
 
   test('a figure and japanize_matplotlib work from a cold kernel, set up as a preloaded one', async () => {
@@ -34,18 +56,27 @@ describe('a cold session (no pool): imports on first use', () => {
     const code = [
       'import japanize_matplotlib',
       'import matplotlib, matplotlib.pyplot as plt',
-      "plt.plot([1, 2, 3], [1, 4, 9]); plt.title('売上の推移')",
+      "plt.bar(['東京', '大阪'], [3, 5]); plt.title('売上の推移')",
       'plt.show()',
       "print(matplotlib.get_backend(), matplotlib.rcParams['font.family'], matplotlib.rcParams['axes.unicode_minus'])",
-      'fig = plt.figure(); fig.gca().plot([1, 2])',
+      'from matplotlib.font_manager import findfont, FontProperties',
+      "print([findfont(FontProperties(family=f)) for f in plt.rcParams['font.family'] if 'CJK' in f])",
+      'fig = plt.figure(figsize=(5, 2)); fig.gca().plot([1, 2])',
       'fig',
     ].join('\n');
     const r = await sys.http.run(s.id, code);
     expect(r.status).toBe('succeeded');
-    expect(r.stdout).toBe("agg ['DejaVu Sans', 'Noto Sans CJK JP'] False\n");
-    expect(r.stderr).not.toMatch(/Glyph|missing from/);
+    const [settings, cjkFonts] = (r.stdout as string).split('\n');
+    expect(settings).toBe("agg ['DejaVu Sans', 'Noto Sans CJK JP'] False");
+    expect(cjkFonts).toMatch(/NotoSansCJK/i);
+    // Tofu shows up as matplotlib's "Glyph … missing from current font" warning.
+    expect(r.stderr).not.toMatch(/Glyph|missing from (current )?font/i);
     // plt.show() sends the first; the trailing figure value is shown like a notebook's.
     expect(r.figures).toHaveLength(2);
+    const png = Buffer.from(await (await fetch(r.figures[0].url)).arrayBuffer());
+    expect(pngSize(png)).toEqual({ width: r.figures[0].width, height: r.figures[0].height });
+    expect(r.figures[1]).toMatchObject({ mimeType: 'image/png', width: 500, height: 200 });
+    await end(sys, s.id);
   });
 });
 
@@ -73,6 +104,7 @@ describe('a pooled session (pool of 1): warms at low CPU weight, claimed at norm
     expect(after.HostConfig.CpuShares).toBe(1024);
     const r = await sys.http.run(s.id, LOADED);
     expect(r).toMatchObject({ status: 'succeeded', stdout: "['matplotlib', 'numpy', 'pandas']\n" });
+    await end(sys, s.id);
   });
 });
 
@@ -95,6 +127,6 @@ describe('a pool sized by demand (size 1, budget 160 MiB = 2 containers, 10 s wi
     // The window passes with no creates: back to its size (surplus taken back within a check interval).
     await waitFor(async () => (await redis.llen(keys.pool('local'))) === 1, 30_000);
     expect(await held()).toBe(1);
-    for (const s of made) await sys.http.delete(`/v1/sessions/${s.id}`);
+    for (const s of made) await end(sys, s.id);
   });
 });

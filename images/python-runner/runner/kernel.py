@@ -85,8 +85,9 @@ def _prepare_process():
     site_dir = os.path.join(here, "site")
     if os.path.isdir(site_dir) and site_dir not in sys.path:
         sys.path.append(site_dir)
+    lazy = sys.argv[2:3] == ["lazy"]
     sys.argv = [""]
-    return libc
+    return libc, lazy
 
 
 def _seccomp_program(pids):
@@ -191,7 +192,11 @@ class _AfterImport:
         exec_module = spec.loader.exec_module  # a loader object of this module alone
 
         def exec_then_hook(module):
-            exec_module(module)
+            try:
+                exec_module(module)
+            except BaseException:
+                self.hooks[name] = hook  # a failed import (interrupted, MemoryError) is retried, hook and all
+                raise
             hook(module)
 
         spec.loader.exec_module = exec_then_hook
@@ -321,7 +326,7 @@ class Figures:
 
 
 class Kernel:
-    def __init__(self, libc):
+    def __init__(self, libc, lazy):
         self.pid = os.getpid()
         self.libc = libc
         self.send_lock = threading.Lock()
@@ -331,7 +336,7 @@ class Kernel:
         self.loop = None
         self.figures = Figures(self)
         hooks = {"matplotlib": _configure_matplotlib, "matplotlib.pyplot": self.figures.attach}
-        if os.environ.get("SESSIONBOX_IMPORTS") == "lazy":
+        if lazy:
             # A cold kernel answers at once; the first cell that imports them pays for them.
             sys.meta_path.insert(0, _AfterImport(hooks))
         else:
@@ -550,8 +555,8 @@ class Kernel:
 
 
 def main():
-    libc = _prepare_process()
-    Kernel(libc).serve()
+    libc, lazy = _prepare_process()
+    Kernel(libc, lazy).serve()
 
 
 if __name__ == "__main__":

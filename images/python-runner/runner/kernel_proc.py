@@ -33,6 +33,7 @@ class Kernel:
         env = dict(os.environ)
         # The supervisor's own settings are not user code's business (the kernel's env is what it sees).
         env.pop("SESSIONBOX_KERNEL_MEMORY_BYTES", None)
+        imports = "lazy" if env.pop("SESSIONBOX_IMPORTS", None) == "lazy" else "eager"
         env.setdefault("MPLBACKEND", "Agg")
         # BLAS pools start one thread per CPU; in a pids-limited container that budget matters.
         threads = str(min(len(os.sched_getaffinity(0)), 4))
@@ -40,7 +41,7 @@ class Kernel:
             env.setdefault(var, threads)
         try:
             self.pid = os.posix_spawn(
-                KERNEL_PYTHON, [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid())], env,
+                KERNEL_PYTHON, [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid()), imports], env,
                 file_actions=actions,
             )
         except BaseException:
