@@ -2,7 +2,7 @@ import IORedis from 'ioredis';
 import { Keys } from '@sessionbox/core';
 import { REDIS_URL, docker, pngSize, useSystem, waitFor, type TestSystem } from './helpers/system';
 
-/** Issue 16: pool refills yield the CPU until claimed; a cold kernel imports on first use. */
+/** Issue 16: pool refills yield the CPU while they warm; a cold kernel imports on first use; the pool follows demand. */
 
 const LOADED = "import sys\nprint(sorted(m for m in ('numpy', 'pandas', 'matplotlib') if m in sys.modules))";
 
@@ -80,28 +80,31 @@ describe('a cold session (no pool): imports on first use', () => {
   });
 });
 
-describe('a pooled session (pool of 1): warms at low CPU weight, claimed at normal', () => {
+describe('a pooled session (pool of 1): warms at low CPU weight, listed and claimed at normal', () => {
   const sys = useSystem({ SESSIONBOX_POOL_SIZE: '1' });
   let redis: IORedis;
   beforeAll(() => void (redis = new IORedis(REDIS_URL)));
   afterAll(() => redis.quit());
 
-  test('the listed container has CpuShares 2 and preloads; the claim raises it to 1024', async () => {
+  test('a warming container has CpuShares 2 and preloads; once listed it has 1024, and the claimed session keeps it', async () => {
     const keys = new Keys(sys.config.namespace);
+    // Caught while it warms (its imports take about a second at the low weight), before it is listed.
+    const warming = await waitFor(async () => {
+      const [c] = await docker.listContainers({ all: true, filters: { label: [`sessionbox.namespace=${sys.config.namespace}`, 'sessionbox.pool=true'] } });
+      return c ? docker.getContainer(c.Id).inspect() : null;
+    }, 30_000, 20);
+    expect(await redis.llen(keys.pool('local'))).toBe(0);
+    expect(warming.HostConfig.CpuShares).toBe(2);
+    expect(warming.Config.Env).not.toContain('SESSIONBOX_IMPORTS=lazy');
+
     const raw = await waitFor(() => redis.lindex(keys.pool('local'), 0), 90_000);
     const entry = JSON.parse(raw) as { sessionId: string; containerId: string };
-    const before = await docker.getContainer(entry.containerId).inspect();
-    expect(before.HostConfig.CpuShares).toBe(2);
-    expect(before.Config.Env).not.toContain('SESSIONBOX_IMPORTS=lazy');
+    expect(entry.containerId).toBe(warming.Id);
+    expect((await docker.getContainer(entry.containerId).inspect()).HostConfig.CpuShares).toBe(1024);
 
     const s = await sys.http.createSession();
     expect(s.id).toBe(entry.sessionId);
-    // The claim raises it in the background (the engine's update is not on the create's path).
-    const after = await waitFor(async () => {
-      const info = await docker.getContainer(entry.containerId).inspect();
-      return info.HostConfig.CpuShares === 1024 ? info : null;
-    }, 10_000);
-    expect(after.HostConfig.CpuShares).toBe(1024);
+    expect((await docker.getContainer(entry.containerId).inspect()).HostConfig.CpuShares).toBe(1024);
     const r = await sys.http.run(s.id, LOADED);
     expect(r).toMatchObject({ status: 'succeeded', stdout: "['matplotlib', 'numpy', 'pandas']\n" });
     await end(sys, s.id);

@@ -192,11 +192,13 @@ export class WarmPool implements WarmPoolControl {
         labels: sessionLabels({ namespace, sessionId, host: this.host, now: createdAt, expiresAt: createdAt + this.settings.maxAgeMs, pool: true }),
         limits: DEFAULT_LIMITS,
         runtime: this.opts.ociRuntime,
-        // Its imports yield the CPU to running sessions; the claim raises it to normal.
+        // Its imports yield the CPU to running sessions; raised to normal once ready.
         cpuWeight: 'low',
       });
       await this.waitReady(containerId);
       if (this.stopped) throw new Error('the pool stopped');
+      // Warm and idle now: at normal weight before it is listed, so the claim has no engine update to make.
+      await runtime.setCpuWeight(containerId, 'normal');
       const entry: PoolEntry = { sessionId, containerId, createdAt };
       const listed = await this.opts.redis.sbPoolPublish(this.listKey, this.fillingKey, token, JSON.stringify(entry));
       if (listed !== 1) throw new Error('its slot lapsed before the kernel was ready');
@@ -293,8 +295,8 @@ export interface WarmClaimOptions {
  * The `claimWarm` hook of `SessionService`: pops the oldest listed container of the host. One
  * past the max age, or that the engine no longer runs, is removed and the next one is tried;
  * an empty list means a cold start. The inspect (about a millisecond) keeps a dead container
- * from ever being handed out; then the container's CPU weight is raised from the pool's low one to
- * normal, in the background.
+ * from ever being handed out. A listed container is already at normal CPU weight (raised when it
+ * became ready), so the claim makes no engine update.
  */
 export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{ sessionId: string; containerId: string } | null> {
   const keys = new Keys(opts.namespace);
@@ -320,14 +322,7 @@ export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{
       if (!parsed.success) continue;
       const e = parsed.data;
       const info = Date.now() - e.createdAt < opts.maxAgeMs ? await runtime.inspect(e.containerId).catch(() => null) : null;
-      if (info?.running && info.labels[Labels.sessionId] === e.sessionId) {
-        // Not awaited: the engine's update takes tens of ms under load, more than the rest of a warm
-        // create; until it lands the session's first cell runs at the low weight (only slower when contended).
-        void runtime
-          .setCpuWeight(e.containerId, 'normal')
-          .catch((err) => opts.logger.warn({ host, sessionId: e.sessionId, containerId: e.containerId, err: errMsg(err) }, 'could not raise a claimed container to normal CPU weight'));
-        return { sessionId: e.sessionId, containerId: e.containerId };
-      }
+      if (info?.running && info.labels[Labels.sessionId] === e.sessionId) return { sessionId: e.sessionId, containerId: e.containerId };
       opts.logger.info({ host, sessionId: e.sessionId, containerId: e.containerId }, 'warm container skipped (too old or not running)');
       void runtime.remove(e.containerId).catch(() => undefined);
     }
