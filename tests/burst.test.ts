@@ -47,7 +47,7 @@ describe('a cold session (no pool): imports on first use', () => {
         "print(int(df['y'].sum()), int(block.sum()) * 8 // 2**20)",
       ].join('\n'),
     );
-    expect(r).toMatchObject({ status: 'succeeded', stdout: '14 40\n', stderr: '' });
+    expect({ ...r, error: r.error ?? null }).toMatchObject({ status: 'succeeded', stdout: '14 40\n', stderr: '', error: null });
     await end(sys, s.id);
   });
 

@@ -1,11 +1,12 @@
 """sessionbox kernel: the long-lived interpreter that runs user code as notebook cells.
 
-supervisor.py starts it as `python3 -u kernel.py <supervisor pid>` with fd 0 = /dev/null,
+supervisor.py starts it as `python3 -u kernel.py <supervisor pid> eager|lazy` with fd 0 = /dev/null,
 fd 1/2 = pipes the supervisor reads, fd 3 = control requests, fd 4 = control events. Both
 control pipes carry one JSON object per line:
 
   -> {"op": "exec", "id", "code", "maxFigures", "maxFigurePixels", "maxResultChars"}
-  <- {"ev": "ready", "pid"}                                   once, when imports are done
+  <- {"ev": "ready", "pid"}                                   once: eager, after numpy, pandas and
+                                                              matplotlib are imported; lazy, at once
   <- {"ev": "figure", "index", "pngB64", "width", "height"}   any number per exec
   <- {"ev": "note", "text"}                                   any number per exec
   <- {"ev": "done", "id", "status": "succeeded"|"failed", "result", "error"}   one per exec
