@@ -7,11 +7,23 @@ const run = promisify(execFile);
 
 /**
  * `--only burst`: N conversations start at the same moment, each creating a session and running
- * `print(1)`; then the same burst as `docker run --rm … print(1)` per call. And a running session's
+ * `print(1)`; then the same burst as `docker run --rm … print(1)` per call; the largest burst once more with a
+ * pandas + matplotlib first cell, beside `docker run` of that cell. And a running session's
  * `print(1)` and plot, quiet and while 8 sessions are being created.
  */
 
 const PLOT = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
+
+/** The common first cell of LLM code: pandas and matplotlib, one chart. `docker run` saves the PNG instead of showing it. */
+const DATA_CELL = [
+  'import pandas as pd',
+  'import matplotlib.pyplot as plt',
+  "df = pd.DataFrame({'x': range(10), 'y': [i * i for i in range(10)]})",
+  "df.plot(x='x', y='y')",
+  'plt.show()',
+  "print(int(df['y'].sum()))",
+].join('\n');
+const DATA_CELL_RUN = DATA_CELL.replace('plt.show()', "plt.savefig('/tmp/chart.png')");
 
 export interface BurstRow {
   n: number;
@@ -22,6 +34,8 @@ export interface BurstRow {
 
 export interface BurstResult {
   bursts: BurstRow[];
+  /** N conversations at once whose first cell is `DATA_CELL` (pandas + matplotlib + a chart). */
+  dataBurst: BurstRow;
   running: { quietPrint: Summary; quietPlot: Summary; burstPrint: Summary; burstPlot: Summary; creates: number };
 }
 
@@ -37,19 +51,19 @@ export interface BurstOptions {
   log: (s: string) => void;
 }
 
-async function conversation(http: JsonClient): Promise<{ create: number; first: number; id: string }> {
+async function conversation(http: JsonClient, code = 'print(1)', expect = '1\n'): Promise<{ create: number; first: number; id: string }> {
   const t0 = performance.now();
   const s = await http.createSession();
   const create = performance.now() - t0;
-  const r = await http.run(s.id, 'print(1)');
-  if (r.stdout !== '1\n') throw new Error(`burst print(1): ${JSON.stringify(r).slice(0, 300)}`);
+  const r = await http.run(s.id, code);
+  if (r.stdout !== expect) throw new Error(`burst first cell: ${JSON.stringify(r).slice(0, 300)}`);
   return { create, first: performance.now() - t0, id: s.id };
 }
 
-async function dockerRunPrint(image: string, tag: string): Promise<number> {
-  const args = ['run', '--rm', '--network', 'none', '--label', `sessionbox-bench=${tag}`, '--entrypoint', 'python3', image, '-c', 'print(1)'];
+async function dockerRunPrint(image: string, tag: string, code = 'print(1)', expect = '1\n'): Promise<number> {
+  const args = ['run', '--rm', '--network', 'none', '--label', `sessionbox-bench=${tag}`, '--entrypoint', 'python3', image, '-c', code];
   const { ms, value } = await timed(() => run('docker', args));
-  if (value.stdout !== '1\n') throw new Error(`docker run print(1): ${JSON.stringify(value.stdout)}`);
+  if (value.stdout !== expect) throw new Error(`docker run first cell: ${JSON.stringify(value.stdout)}`);
   return ms;
 }
 
@@ -76,6 +90,15 @@ export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
     const runs = await Promise.all(Array.from({ length: n }, () => dockerRunPrint(o.image, o.tag)));
     bursts.push({ n, create: summarize(conv.map((c) => c.create)), firstResult: summarize(conv.map((c) => c.first)), dockerRun: summarize(runs) });
   }
+
+  const dataN = Math.max(...o.sizes);
+  await o.waitPool();
+  o.log(`burst: ${dataN} conversations at once, first cell pandas + matplotlib + a chart, then ${dataN} docker run of that cell at once`);
+  const dataConv = await Promise.all(Array.from({ length: dataN }, () => conversation(http, DATA_CELL, '285\n')));
+  await Promise.all(dataConv.map((c) => http.deleteSession(c.id)));
+  await o.waitPool();
+  const dataRuns = await Promise.all(Array.from({ length: dataN }, () => dockerRunPrint(o.image, o.tag, DATA_CELL_RUN, '285\n')));
+  const dataBurst = { n: dataN, create: summarize(dataConv.map((c) => c.create)), firstResult: summarize(dataConv.map((c) => c.first)), dockerRun: summarize(dataRuns) };
 
   await o.waitPool();
   const probe = await http.createSession();
@@ -104,6 +127,7 @@ export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
   await http.deleteSession(probe.id);
   return {
     bursts,
+    dataBurst,
     running: { quietPrint: summarize(quietPrint), quietPlot: summarize(quietPlot), burstPrint: summarize(burstPrint), burstPlot: summarize(burstPlot), creates },
   };
 }
@@ -114,9 +138,10 @@ export function burstReportLines(r: BurstResult): string[] {
   const { running: q } = r;
   return [
     '',
-    '| Conversations at once | create p50 / max | first result p50 / max | `docker run … print(1)`, same burst, p50 / max |',
+    '| Conversations at once | create p50 / max | first result p50 / max | `docker run` of the same first cell, same burst, p50 / max |',
     '|---|---|---|---|',
     ...r.bursts.map((b) => `| ${b.n} | ${pm(b.create)} | ${pm(b.firstResult)} | ${pm(b.dockerRun)} |`),
+    `| ${r.dataBurst.n}, first cell pandas + matplotlib + a chart | ${pm(r.dataBurst.create)} | ${pm(r.dataBurst.firstResult)} | ${pm(r.dataBurst.dockerRun)} (same cell, PNG saved) |`,
     '',
     `A running session during a burst of ${q.creates} creates (p50 quiet → during): print(1) ${fmtMs(q.quietPrint.p50)} → ${fmtMs(q.burstPrint.p50)} (${x(q.burstPrint, q.quietPrint)}, ${q.burstPrint.n} samples), ` +
       `plot ${fmtMs(q.quietPlot.p50)} → ${fmtMs(q.burstPlot.p50)} (${x(q.burstPlot, q.quietPlot)}, ${q.burstPlot.n} samples).`,

@@ -45,7 +45,14 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
   const redis = createRedis(config.redisUrl);
   const runtimes = createRuntimes(config);
   // Default-limit sessions take a warm container when a worker keeps a pool (SESSIONBOX_POOL_SIZE).
-  const claimWarm = warmClaimer({ redis, runtimes, namespace: config.namespace, maxAgeMs: config.poolMaxAgeSeconds * 1000, logger });
+  const claimWarm = warmClaimer({
+    redis,
+    runtimes,
+    namespace: config.namespace,
+    maxAgeMs: config.poolMaxAgeSeconds * 1000,
+    demandWindowMs: config.poolMemoryMb > 0 ? config.poolDemandWindowSeconds * 1000 : null,
+    logger,
+  });
   const core = createCore(config, { logger, metrics, redis, runtimes, files: true, sessionHooks: { claimWarm } });
   const files = core.files!;
   const subscriber = createRedis(config.redisUrl, { forBullmq: true });

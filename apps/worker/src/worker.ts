@@ -144,6 +144,8 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
           ociRuntime: config.runtime,
           size: config.poolSize,
           maxAgeMs: config.poolMaxAgeSeconds * 1000,
+          memoryBudgetMb: config.poolMemoryMb,
+          demandWindowMs: config.poolDemandWindowSeconds * 1000,
           logger,
           metrics,
         })

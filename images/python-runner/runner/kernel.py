@@ -1,12 +1,13 @@
 """sessionbox kernel: the long-lived interpreter that runs user code as notebook cells.
 
-supervisor.py starts it as `python3 -u kernel.py <supervisor pid> <memory bytes>` (under gVisor
-already as the session's uid: ids.py) with fd 0 = /dev/null,
+supervisor.py starts it as `python3 -u kernel.py <supervisor pid> <memory bytes> eager|lazy` (under
+gVisor already as the session's uid: ids.py) with fd 0 = /dev/null,
 fd 1/2 = pipes the supervisor reads, fd 3 = control requests, fd 4 = control events. Both
 control pipes carry one JSON object per line:
 
   -> {"op": "exec", "id", "code", "maxFigures", "maxFigurePixels", "maxResultChars"}
-  <- {"ev": "ready", "pid"}                                   once, when imports are done
+  <- {"ev": "ready", "pid"}                                   once: eager, after numpy, pandas and
+                                                              matplotlib are imported; lazy, at once
   <- {"ev": "figure", "index", "pngB64", "width", "height"}   any number per exec
   <- {"ev": "note", "text"}                                   any number per exec
   <- {"ev": "done", "id", "status": "succeeded"|"failed", "result", "error"}   one per exec
@@ -25,6 +26,7 @@ import asyncio
 import base64
 import builtins
 import ctypes
+import importlib.machinery
 import inspect
 import io
 import json
@@ -89,13 +91,18 @@ def _prepare_process():
     site_dir = os.path.join(here, "site")
     if os.path.isdir(site_dir) and site_dir not in sys.path:
         sys.path.append(site_dir)
-    global MEMORY_BYTES
+    global MEMORY_BYTES, DEFERRED_IMPORTS_BYTES
     MEMORY_BYTES = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 0
+    lazy = sys.argv[3:4] == ["lazy"]
+    # A lazy kernel is capped before numpy, pandas and matplotlib are imported; what they take when
+    # the first cell imports them (VmData 67 MiB measured in this image) counts as the kernel's, not memoryMb.
+    DEFERRED_IMPORTS_BYTES = 72 << 20 if lazy else 0
     sys.argv = [""]
-    return libc
+    return libc, lazy
 
 
 MEMORY_BYTES = 0
+DEFERRED_IMPORTS_BYTES = 0
 
 
 def _cap_memory():
@@ -107,7 +114,7 @@ def _cap_memory():
     try:
         with open("/proc/self/status") as f:
             data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
-        limit = data + MEMORY_BYTES
+        limit = data + DEFERRED_IMPORTS_BYTES + MEMORY_BYTES
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     except (OSError, StopIteration, ValueError) as exc:
         print(f"sessionbox-kernel: cannot cap the memory: {exc}", file=sys.stderr)
@@ -185,11 +192,8 @@ def _install_seccomp(libc, pids):
               file=sys.stderr)
 
 
-def _setup_matplotlib():
-    import matplotlib
-
+def _configure_matplotlib(matplotlib):
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib import font_manager
 
     # matplotlib >= 3.6 falls back glyph by glyph along font.family, so Latin text keeps
@@ -199,7 +203,34 @@ def _setup_matplotlib():
         families.append(CJK_FONT)
     matplotlib.rcParams["font.family"] = families
     matplotlib.rcParams["axes.unicode_minus"] = False
-    return matplotlib, plt
+
+
+class _AfterImport:
+    """A sys.meta_path finder that runs a hook right after a module's first import: a cold
+    kernel imports matplotlib on first use and is set up exactly as a preloaded one."""
+
+    def __init__(self, hooks):
+        self.hooks = dict(hooks)
+
+    def find_spec(self, name, path, target=None):
+        hook = self.hooks.pop(name, None)
+        if hook is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module  # a loader object of this module alone
+
+        def exec_then_hook(module):
+            try:
+                exec_module(module)
+            except BaseException:
+                self.hooks[name] = hook  # a failed import (interrupted, MemoryError) is retried, hook and all
+                raise
+            hook(module)
+
+        spec.loader.exec_module = exec_then_hook
+        return spec
 
 
 def _reap_children():
@@ -231,14 +262,22 @@ def _png_size(png):
     return struct.unpack(">II", png[16:24])
 
 
+class _NoFigure:
+    """Nothing is an instance of it: the Figure class before matplotlib is imported."""
+
+
 class Figures:
     """Renders pyplot figures to PNG and sends them to the supervisor."""
 
-    def __init__(self, kernel, matplotlib, plt):
+    def __init__(self, kernel):
         self.kernel = kernel
-        self.plt = plt
-        self.Figure = matplotlib.figure.Figure
+        self.plt = None
+        self.Figure = _NoFigure  # until pyplot is imported
         self.begin(50, 25_000_000)
+
+    def attach(self, plt):
+        self.plt = plt
+        self.Figure = sys.modules["matplotlib.figure"].Figure
 
         def show(*args, **kwargs):
             """Display all open figures (sessionbox: sends them as PNG and closes them)."""
@@ -259,6 +298,8 @@ class Figures:
         self.over_count = 0
 
     def open_figures(self):
+        if self.plt is None:
+            return []
         from matplotlib._pylab_helpers import Gcf
 
         return [manager.canvas.figure for manager in Gcf.get_all_fig_managers()]
@@ -315,7 +356,7 @@ class Figures:
 
 
 class Kernel:
-    def __init__(self, libc):
+    def __init__(self, libc, lazy):
         self.pid = os.getpid()
         self.libc = libc
         self.send_lock = threading.Lock()
@@ -323,11 +364,20 @@ class Kernel:
         self.interrupt_pending = False
         self.count = 0
         self.loop = None
-        matplotlib, plt = _setup_matplotlib()
-        import numpy  # noqa: F401  (imported so the first cell does not pay for it)
-        import pandas  # noqa: F401
+        self.figures = Figures(self)
+        hooks = {"matplotlib": _configure_matplotlib, "matplotlib.pyplot": self.figures.attach}
+        if lazy:
+            # A cold kernel answers at once; the first cell that imports them pays for them.
+            sys.meta_path.insert(0, _AfterImport(hooks))
+        else:
+            # A pooled kernel has the time: the first cell does not pay for these.
+            import matplotlib
+            _configure_matplotlib(matplotlib)
+            import matplotlib.pyplot as plt
+            self.figures.attach(plt)
+            import numpy  # noqa: F401
+            import pandas  # noqa: F401
 
-        self.figures = Figures(self, matplotlib, plt)
         main = types.ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
         main.__dict__["display"] = self.display
@@ -550,8 +600,8 @@ class Kernel:
 
 
 def main():
-    libc = _prepare_process()
-    Kernel(libc).serve()
+    libc, lazy = _prepare_process()
+    Kernel(libc, lazy).serve()
 
 
 if __name__ == "__main__":

@@ -56,12 +56,13 @@ class Kernel:
         env = dict(os.environ)
         # The supervisor's own settings are not user code's business (the kernel's env is what it sees).
         env.pop("SESSIONBOX_KERNEL_MEMORY_BYTES", None)
+        imports = "lazy" if env.pop("SESSIONBOX_IMPORTS", None) == "lazy" else "eager"
         env.setdefault("MPLBACKEND", "Agg")
         # BLAS pools start one thread per CPU; in a pids-limited container that budget matters.
         threads = str(min(len(os.sched_getaffinity(0)), 4))
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, threads)
-        argv = [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid()), str(KERNEL_MEMORY_BYTES)]
+        argv = [KERNEL_PYTHON, "-u", KERNEL_SCRIPT, str(os.getpid()), str(KERNEL_MEMORY_BYTES), imports]
         try:
             if session_user.split:
                 self.pid = _spawn_as_session_user(argv, env, child_ends)

@@ -57,6 +57,10 @@ export const EnvSchema = z.object({
   SESSIONBOX_MAX_SESSION_FIGURE_BYTES: int(64 * 1024 * 1024, 1024),
   SESSIONBOX_POOL_SIZE: int(0, 0, 1000),
   SESSIONBOX_POOL_MAX_AGE_SECONDS: int(1800, 10, 86400),
+  /** Memory the pool may grow into with demand (MiB, ≈ 80 per idle container); 0 keeps it at SESSIONBOX_POOL_SIZE. */
+  SESSIONBOX_POOL_MEMORY_MB: int(0, 0, 1_000_000),
+  /** The pool grows to the default-limit creates of this last window, and shrinks back once they age out. */
+  SESSIONBOX_POOL_DEMAND_WINDOW_SECONDS: int(120, 1, 86400),
   SESSIONBOX_STALLED_INTERVAL_MS: int(30_000, 1000),
   SESSIONBOX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SESSIONBOX_RECONCILE_ON_START: bool.default(true),
@@ -172,6 +176,8 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     poolSize: e.SESSIONBOX_POOL_SIZE,
     /** A warm container listed longer than this is replaced, never handed out. */
     poolMaxAgeSeconds: e.SESSIONBOX_POOL_MAX_AGE_SECONDS,
+    poolMemoryMb: e.SESSIONBOX_POOL_MEMORY_MB,
+    poolDemandWindowSeconds: e.SESSIONBOX_POOL_DEMAND_WINDOW_SECONDS,
     stalledIntervalMs: e.SESSIONBOX_STALLED_INTERVAL_MS,
     logLevel: e.SESSIONBOX_LOG_LEVEL,
     reconcileOnStart: e.SESSIONBOX_RECONCILE_ON_START,

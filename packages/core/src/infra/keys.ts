@@ -102,6 +102,10 @@ export class Keys {
   poolFilling(host: string) {
     return `${this.prefix}pool:${host}:filling`;
   }
+  /** zset of default-limit session creates on a host (member -> time): the demand the pool grows with. */
+  poolDemand(host: string) {
+    return `${this.prefix}pool:${host}:demand`;
+  }
   eventsChannel() {
     return `${this.prefix}exec-events`;
   }

@@ -13,7 +13,13 @@ export interface SessionContainerSpec {
   network?: boolean;
   /** The uid (and gid) everything in the container runs as; default: one picked for this container alone. */
   uid?: number;
+  /** `low` while it warms unclaimed (a pool refill): it yields the CPU to running sessions. Default `normal`. */
+  cpuWeight?: CpuWeight;
+  /** The kernel imports numpy, pandas and matplotlib on first use instead of before it answers (a cold session). */
+  lazyImports?: boolean;
 }
+
+export type CpuWeight = 'low' | 'normal';
 
 export interface ContainerInfo {
   id: string;
@@ -72,6 +78,8 @@ export interface ContainerRuntime {
   /** Idempotent: a container that is already gone, or being removed, counts as removed. */
   remove(id: string): Promise<void>;
   inspect(id: string): Promise<ContainerInfo | null>;
+  /** Changes a running container's CPU weight (its share when the CPUs are contended). */
+  setCpuWeight(id: string, weight: CpuWeight): Promise<void>;
   list(labelFilters: string[]): Promise<ContainerInfo[]>;
   attach(id: string): Promise<AttachedStream>;
   /** Runs `cmd` beside the supervisor, as a uid other than the session's (which user code runs as); never through the supervisor's attached stream. */

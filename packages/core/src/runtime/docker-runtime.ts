@@ -8,6 +8,7 @@ import type {
   ContainerRuntime,
   ContainerUsage,
   ExecOptions,
+  CpuWeight,
   ExecProcess,
   SessionContainerSpec,
 } from './container-runtime';
@@ -87,6 +88,12 @@ export function engineMemoryMb(limits: { memoryMb: number; diskMb: number }): nu
 }
 
 /**
+ * Docker's CPU shares (cgroup v2: cpu.weight 1 for 2, 100 for 1024): a warming container at 2
+ * gets about 1/512 of a contended CPU beside a running session, and all of an idle one.
+ */
+export const CPU_SHARES: Record<CpuWeight, number> = { low: 2, normal: 1024 };
+
+/**
  * memoryMb is the interpreter's own limit: the kernel sets its RLIMIT_DATA to what it holds when
  * ready plus memoryMb (SESSIONBOX_KERNEL_MEMORY_BYTES, passed on by the supervisor), so code gets a MemoryError past
  * it and the session lives on. Writable space is tmpfs, whose pages the kernel charges to the
@@ -104,6 +111,7 @@ export function hostConfigFor(spec: SessionContainerSpec, uid: number): Docker.H
     MemorySwap: mem,
     MemorySwappiness: 0,
     NanoCpus: Math.round(cpus * 1e9),
+    CpuShares: CPU_SHARES[spec.cpuWeight ?? 'normal'],
     PidsLimit: spec.runtime === 'runsc' ? RUNSC_PIDS_BASE + pids * RUNSC_PIDS_PER_PROCESS : pids,
     NetworkMode: spec.network ? 'bridge' : 'none',
     ReadonlyRootfs: true,
@@ -167,7 +175,10 @@ export class DockerRuntime implements ContainerRuntime {
         AttachStderr: false,
         Tty: false,
         NetworkDisabled: !spec.network,
-        Env: [`SESSIONBOX_KERNEL_MEMORY_BYTES=${spec.limits.memoryMb * 1024 * 1024}`],
+        Env: [
+          `SESSIONBOX_KERNEL_MEMORY_BYTES=${spec.limits.memoryMb * 1024 * 1024}`,
+          ...(spec.lazyImports ? ['SESSIONBOX_IMPORTS=lazy'] : []),
+        ],
         HostConfig: hostConfigFor(spec, uid),
       });
     } catch (err) {
@@ -202,6 +213,10 @@ export class DockerRuntime implements ContainerRuntime {
   private async removing(id: string): Promise<boolean> {
     const info = await this.inspect(id).catch(() => undefined);
     return info === null || info?.state === 'removing';
+  }
+
+  async setCpuWeight(id: string, weight: CpuWeight): Promise<void> {
+    await this.docker.getContainer(id).update({ CpuShares: CPU_SHARES[weight] });
   }
 
   async inspect(id: string): Promise<ContainerInfo | null> {

@@ -213,6 +213,8 @@ export class SessionService {
         limits,
         runtime: this.opts.ociRuntime,
         network: extra.network,
+        // Born claimed, so at normal CPU weight; it answers at once and imports on first use.
+        lazyImports: true,
       }));
 
     const rec: SessionRecord = {

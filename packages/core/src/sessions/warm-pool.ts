@@ -24,9 +24,16 @@ const failureBackoff = backoff(250, 30_000);
 export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });
 export type PoolEntry = z.infer<typeof PoolEntry>;
 
+/** What one idle pooled container holds in RAM, rounded up (the bench measures about 72 MiB). */
+export const POOL_CONTAINER_MB = 80;
+
 export const WarmPoolSettings = z.object({
-  /** Warm containers kept ready on this host; 0 disables the pool. */
+  /** Warm containers kept ready on this host at least; 0 disables the pool. */
   size: z.number().int().min(0).max(1000),
+  /** Memory the pool may grow into with demand, at `POOL_CONTAINER_MB` each; 0 (default) keeps it at `size`. */
+  memoryBudgetMb: z.number().int().min(0).default(0),
+  /** The pool's target is the default-limit creates of this last window, between `size` and the budget. */
+  demandWindowMs: z.number().int().min(1000).default(120_000),
   /** A container listed longer than this is replaced (and never handed out). */
   maxAgeMs: z.number().int().min(1000),
   /**
@@ -73,6 +80,7 @@ export class WarmPool implements WarmPoolControl {
   readonly keys: Keys;
   private readonly listKey: string;
   private readonly fillingKey: string;
+  private readonly demandKey: string;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly loop: TimerLoop;
   private readonly metrics: Metrics;
@@ -88,6 +96,7 @@ export class WarmPool implements WarmPoolControl {
     this.keys = new Keys(opts.namespace);
     this.listKey = this.keys.pool(opts.runtime.hostName);
     this.fillingKey = this.keys.poolFilling(opts.runtime.hostName);
+    this.demandKey = this.keys.poolDemand(opts.runtime.hostName);
     this.metrics = opts.metrics ?? disabledMetrics();
     this.loop = new TimerLoop({
       name: 'warm pool tick',
@@ -118,11 +127,28 @@ export class WarmPool implements WarmPoolControl {
     });
   }
 
-  /** One pass: refill up to the size, and every `checkIntervalMs` retire dead or old containers. */
+  /** Most containers the memory budget allows (never below `size`). */
+  get maxSize(): number {
+    return Math.max(this.settings.size, Math.floor(this.settings.memoryBudgetMb / POOL_CONTAINER_MB));
+  }
+
+  /**
+   * How many to keep now: the default-limit creates of the last `demandWindowMs` (a burst of 20
+   * leaves 20 ready for the next one), between `size` and `maxSize`. Back to `size` once they age out.
+   */
+  async target(now = Date.now()): Promise<number> {
+    if (this.maxSize === this.settings.size) return this.settings.size;
+    await this.opts.redis.zremrangebyscore(this.demandKey, '-inf', now - this.settings.demandWindowMs);
+    const demand = await this.opts.redis.zcard(this.demandKey);
+    return Math.min(this.maxSize, Math.max(this.settings.size, demand));
+  }
+
+  /** One pass: refill up to the target, and every `checkIntervalMs` retire dead, old or surplus containers. */
   async tick(now = Date.now()): Promise<void> {
+    const target = await this.target(now);
     if (now - this.lastCheck >= this.settings.checkIntervalMs) {
       this.lastCheck = now;
-      await this.retire(now);
+      await this.retire(now, target);
     }
     while (!this.stopped && this.inFlight.size < this.settings.fillConcurrency && Date.now() >= this.backoffUntil) {
       const token = uuidv4();
@@ -130,7 +156,7 @@ export class WarmPool implements WarmPoolControl {
         this.listKey,
         this.fillingKey,
         Date.now(),
-        this.settings.size,
+        target,
         Date.now() + this.settings.readyTimeoutMs + 30_000,
         token,
       );
@@ -166,9 +192,13 @@ export class WarmPool implements WarmPoolControl {
         labels: sessionLabels({ namespace, sessionId, host: this.host, now: createdAt, expiresAt: createdAt + this.settings.maxAgeMs, pool: true }),
         limits: DEFAULT_LIMITS,
         runtime: this.opts.ociRuntime,
+        // Its imports yield the CPU to running sessions; raised to normal once ready.
+        cpuWeight: 'low',
       });
       await this.waitReady(containerId);
       if (this.stopped) throw new Error('the pool stopped');
+      // Warm and idle now: at normal weight before it is listed, so the claim has no engine update to make.
+      await runtime.setCpuWeight(containerId, 'normal');
       const entry: PoolEntry = { sessionId, containerId, createdAt };
       const listed = await this.opts.redis.sbPoolPublish(this.listKey, this.fillingKey, token, JSON.stringify(entry));
       if (listed !== 1) throw new Error('its slot lapsed before the kernel was ready');
@@ -202,8 +232,8 @@ export class WarmPool implements WarmPoolControl {
     }
   }
 
-  /** Takes back (LREM) entries whose container is gone, stopped, or past the max age, and removes them. */
-  private async retire(now: number) {
+  /** Takes back (LREM) entries whose container is gone, stopped, past the max age, or beyond the target (newest first), and removes them. */
+  private async retire(now: number, target: number) {
     const entries = await this.entries();
     if (entries.length === 0) return;
     const running = new Set(
@@ -211,8 +241,9 @@ export class WarmPool implements WarmPoolControl {
         .filter((c) => c.running)
         .map((c) => c.id),
     );
-    for (const e of entries) {
-      const why = now - e.createdAt >= this.settings.maxAgeMs ? 'max_age' : !running.has(e.containerId) ? 'not_running' : null;
+    for (const [i, e] of entries.entries()) {
+      const why =
+        now - e.createdAt >= this.settings.maxAgeMs ? 'max_age' : !running.has(e.containerId) ? 'not_running' : i >= target ? 'surplus' : null;
       if (!why) continue;
       // LREM says whether we still own it: 0 means a session claimed it in the meantime.
       if ((await this.opts.redis.lrem(this.listKey, 1, e.raw)) !== 1) continue;
@@ -255,6 +286,8 @@ export interface WarmClaimOptions {
   namespace: string;
   runtimes: Map<string, ContainerRuntime>;
   maxAgeMs: number;
+  /** Set when the pool grows with demand (SESSIONBOX_POOL_MEMORY_MB): creates are recorded for this long. */
+  demandWindowMs?: number | null;
   logger: Logger;
 }
 
@@ -262,13 +295,26 @@ export interface WarmClaimOptions {
  * The `claimWarm` hook of `SessionService`: pops the oldest listed container of the host. One
  * past the max age, or that the engine no longer runs, is removed and the next one is tried;
  * an empty list means a cold start. The inspect (about a millisecond) keeps a dead container
- * from ever being handed out.
+ * from ever being handed out. A listed container is already at normal CPU weight (raised when it
+ * became ready), so the claim makes no engine update.
  */
 export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{ sessionId: string; containerId: string } | null> {
   const keys = new Keys(opts.namespace);
   return async (host) => {
     const runtime = opts.runtimes.get(host);
     if (!runtime) return null;
+    if (opts.demandWindowMs) {
+      // Every default-limit create is demand the pool may grow with, warm or cold.
+      const now = Date.now();
+      const key = keys.poolDemand(host);
+      void opts.redis
+        .multi()
+        .zadd(key, now, uuidv4())
+        .zremrangebyscore(key, '-inf', now - opts.demandWindowMs)
+        .pexpire(key, opts.demandWindowMs)
+        .exec()
+        .catch(() => undefined);
+    }
     for (;;) {
       const raw = await opts.redis.lpop(keys.pool(host));
       if (!raw) return null;
