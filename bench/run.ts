@@ -100,6 +100,9 @@ async function main() {
     image: string;
   }>();
   if (o.mode !== 'processes' && o.mode !== 'in-process') throw new Error('--mode is processes or in-process');
+  // One image for everything measured: the baselines take it from here, the API and worker (which
+  // inherit this environment) from SESSIONBOX_IMAGE. Without this, --image changed only the baselines.
+  process.env.SESSIONBOX_IMAGE = o.image;
   const q = o.quick;
   const n = {
     cold: q ? 4 : 12,
