@@ -56,6 +56,9 @@ export async function runHibernateBatch(
       if (!f) throw new Error(`no archive for hibernated session ${id}`);
       return statSync(path.join(dir, f)).size;
     };
+    // Sized before the wakes: a woken session's archive is deleted at once.
+    const diskDefault = summarize(plain.map((s) => size(s.id)));
+    const diskDataFrame = summarize(framed.map((s) => size(s.id)));
     const containers = await docker.listContainers({ all: true, filters: { label: [`sessionbox.namespace=${o.namespace}`] } });
     const left = containers.filter((c) => all.includes(c.Labels['sessionbox.session-id']));
     let ramBytes = 0;
@@ -71,8 +74,8 @@ export async function runHibernateBatch(
     }
     return {
       sessions: o.sessions,
-      diskDefault: summarize(plain.map((s) => size(s.id))),
-      diskDataFrame: summarize(framed.map((s) => size(s.id))),
+      diskDefault,
+      diskDataFrame,
       containersWhileHibernated: left.length,
       ramBytes,
       wake: summarize(wake),
