@@ -12,15 +12,16 @@ async function containerOf(redis: IORedis, keys: Keys, sessionId: string) {
   return docker.getContainer(id).inspect();
 }
 
+// One connection for the whole file, to read session records and the pool's lists.
+const redis = new IORedis(REDIS_URL);
+afterAll(() => redis.quit());
+
 async function end(sys: TestSystem, sessionId: string) {
   expect((await sys.http.delete(`/v1/sessions/${sessionId}`)).status).toBe(204);
 }
 
 describe('a cold session (no pool): imports on first use', () => {
   const sys = useSystem({ SESSIONBOX_POOL_SIZE: '0' });
-  let redis: IORedis;
-  beforeAll(() => void (redis = new IORedis(REDIS_URL)));
-  afterAll(() => redis.quit());
 
   test('answers before importing anything, at normal CPU weight; pandas works in the first cell that uses it', async () => {
     const s = await sys.http.createSession();
@@ -82,9 +83,6 @@ describe('a cold session (no pool): imports on first use', () => {
 
 describe('a pooled session (pool of 1): warms at low CPU weight, listed and claimed at normal', () => {
   const sys = useSystem({ SESSIONBOX_POOL_SIZE: '1' });
-  let redis: IORedis;
-  beforeAll(() => void (redis = new IORedis(REDIS_URL)));
-  afterAll(() => redis.quit());
 
   test('a warming container has CpuShares 2 and preloads; once listed it has 1024, and the claimed session keeps it', async () => {
     const keys = new Keys(sys.config.namespace);
@@ -113,9 +111,6 @@ describe('a pooled session (pool of 1): warms at low CPU weight, listed and clai
 
 describe('a pool sized by demand (size 1, budget 160 MiB = 2 containers, 10 s window)', () => {
   const sys = useSystem({ SESSIONBOX_POOL_SIZE: '1', SESSIONBOX_POOL_MEMORY_MB: '160', SESSIONBOX_POOL_DEMAND_WINDOW_SECONDS: '10' });
-  let redis: IORedis;
-  beforeAll(() => void (redis = new IORedis(REDIS_URL)));
-  afterAll(() => redis.quit());
 
   test('grows with a burst of creates to its budget, never past it, and shrinks back when idle', async () => {
     const keys = new Keys(sys.config.namespace);
