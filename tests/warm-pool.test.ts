@@ -99,10 +99,25 @@ describe('warm pool (api + worker, SESSIONBOX_POOL_SIZE=2)', () => {
   test('a claim never hands out an entry past the max age: it is removed and the session starts cold', async () => {
     await full();
     const [oldest] = await listed();
-    const claim = warmClaimer({ redis, runtimes: new Map([['local', runtime]]), namespace: sys.config.namespace, maxAgeMs: 1, logger });
+    const claim = warmClaimer({ redis, runtimes: new Map([['local', runtime]]), namespace: sys.config.namespace, image: sys.config.image, maxAgeMs: 1, logger });
     // Every listed entry is older than 1 ms: all are discarded, none handed out.
     expect(await claim('local')).toBeNull();
     await waitFor(async () => !(await docker.getContainer(oldest.containerId).inspect().catch(() => null)), 10_000);
+    await full();
+  });
+
+  test('a claim never hands out a container made from another image (a worker of another version): it is removed and the session starts cold', async () => {
+    await full();
+    const [oldest] = await listed();
+    const claim = warmClaimer({ redis, runtimes: new Map([['local', runtime]]), namespace: sys.config.namespace, image: 'sessionbox/python-runner:another-version', maxAgeMs: 3_600_000, logger });
+    expect(await claim('local')).toBeNull();
+    await waitFor(async () => !(await docker.getContainer(oldest.containerId).inspect().catch(() => null)), 10_000);
+    // The same entries are handed out to a claimer of the image they were made from.
+    await full();
+    const same = warmClaimer({ redis, runtimes: new Map([['local', runtime]]), namespace: sys.config.namespace, image: sys.config.image, maxAgeMs: 3_600_000, logger });
+    const got = await same('local');
+    expect(got).not.toBeNull();
+    await runtime.remove(got!.containerId);
     await full();
   });
 

@@ -49,6 +49,7 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     redis,
     runtimes,
     namespace: config.namespace,
+    image: config.image,
     maxAgeMs: config.poolMaxAgeSeconds * 1000,
     demandWindowMs: config.poolMemoryMb > 0 ? config.poolDemandWindowSeconds * 1000 : null,
     logger,

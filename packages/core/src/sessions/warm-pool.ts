@@ -21,7 +21,8 @@ import { withTimeout } from '../infra/timers';
 const failureBackoff = backoff(250, 30_000);
 
 /** One element of the pool list `Keys.pool(host)`. */
-export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number() });
+/** `image`: what the container was made from; a claimer configured with another image never takes it. */
+export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number(), image: z.string().optional() });
 export type PoolEntry = z.infer<typeof PoolEntry>;
 
 /** What one idle pooled container holds in RAM, rounded up (the bench measures about 72 MiB). */
@@ -199,7 +200,7 @@ export class WarmPool implements WarmPoolControl {
       if (this.stopped) throw new Error('the pool stopped');
       // Warm and idle now: at normal weight before it is listed, so the claim has no engine update to make.
       await runtime.setCpuWeight(containerId, 'normal');
-      const entry: PoolEntry = { sessionId, containerId, createdAt };
+      const entry: PoolEntry = { sessionId, containerId, createdAt, image: this.opts.image };
       const listed = await this.opts.redis.sbPoolPublish(this.listKey, this.fillingKey, token, JSON.stringify(entry));
       if (listed !== 1) throw new Error('its slot lapsed before the kernel was ready');
       logger.debug({ host: this.host, sessionId, containerId, ms: Date.now() - createdAt }, 'warm container listed');
@@ -285,6 +286,8 @@ export interface WarmClaimOptions {
   redis: Redis;
   namespace: string;
   runtimes: Map<string, ContainerRuntime>;
+  /** The image sessions are made from: a listed container of another (a worker of an older or newer version) is not handed out. */
+  image: string;
   maxAgeMs: number;
   /** Set when the pool grows with demand (SESSIONBOX_POOL_MEMORY_MB): creates are recorded for this long. */
   demandWindowMs?: number | null;
@@ -321,9 +324,10 @@ export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{
       const parsed = PoolEntry.safeParse(safeJson(raw));
       if (!parsed.success) continue;
       const e = parsed.data;
-      const info = Date.now() - e.createdAt < opts.maxAgeMs ? await runtime.inspect(e.containerId).catch(() => null) : null;
+      const usable = e.image === opts.image && Date.now() - e.createdAt < opts.maxAgeMs;
+      const info = usable ? await runtime.inspect(e.containerId).catch(() => null) : null;
       if (info?.running && info.labels[Labels.sessionId] === e.sessionId) return { sessionId: e.sessionId, containerId: e.containerId };
-      opts.logger.info({ host, sessionId: e.sessionId, containerId: e.containerId }, 'warm container skipped (too old or not running)');
+      opts.logger.info({ host, sessionId: e.sessionId, containerId: e.containerId, image: e.image }, 'warm container skipped (another image, too old or not running)');
       void runtime.remove(e.containerId).catch(() => undefined);
     }
   };
