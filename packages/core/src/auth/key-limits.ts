@@ -64,6 +64,8 @@ const PENDING_STALE_MS = 10 * 60_000;
 const PENDING = 'pending:';
 
 const noLimit = (n: number | null | undefined) => n === null || n === undefined || n <= 0;
+/** A limit as the Lua scripts read it: -1 for none (null, unset or 0). */
+const asCap = (n: number | null | undefined): number => (noLimit(n) ? -1 : n!);
 
 /**
  * Per-API-key limits, enforced by the core services themselves (SessionService.create,
@@ -102,8 +104,7 @@ export class KeyLimits {
   /** A budget as a number the Lua scripts read: -1 for none (null, unset or 0), and none for the admin. */
   budget(owner: string, name: 'maxFigureBytes' | 'maxArchives' | 'maxArchiveBytes' | 'maxConnections'): number {
     if (owner === '*') return -1;
-    const n = this.limitsFor(owner)[name];
-    return noLimit(n) ? -1 : n!;
+    return asCap(this.limitsFor(owner)[name]);
   }
 
   /**
@@ -113,8 +114,7 @@ export class KeyLimits {
   async reserveSession(caller: Caller, res: SessionResources): Promise<SessionSlot | null> {
     if (caller.owner === '*') return null;
     const lim = this.limitsFor(caller.owner);
-    const cap = (n: number | null | undefined) => (noLimit(n) ? -1 : n!);
-    const [max, maxMem, maxCpus] = [cap(lim.maxSessions), cap(lim.maxMemoryMb), cap(lim.maxCpus)];
+    const [max, maxMem, maxCpus] = [asCap(lim.maxSessions), asCap(lim.maxMemoryMb), asCap(lim.maxCpus)];
     if (max < 0 && maxMem < 0 && maxCpus < 0) return null;
     const key = this.k.ownerSessions(caller.owner);
     const resKey = this.k.ownerResources(caller.owner);
@@ -167,8 +167,7 @@ export class KeyLimits {
   async admitExecution(caller: Caller, sessionId: string, executionId: string): Promise<void> {
     if (caller.owner === '*') return;
     const lim = this.limitsFor(caller.owner);
-    const cap = (n: number | null | undefined) => (noLimit(n) ? -1 : n!);
-    const [maxQueued, maxRunning] = [cap(lim.maxQueuedExecutions), cap(lim.maxRunningExecutions)];
+    const [maxQueued, maxRunning] = [asCap(lim.maxQueuedExecutions), asCap(lim.maxRunningExecutions)];
     if (maxQueued < 0 && maxRunning < 0) return;
     const key = this.k.ownerInflight(caller.owner);
     const admit = async () => String(await this.opts.redis.sbKeyAdmitExecution(key, sessionId, executionId, maxQueued, maxRunning, Date.now()));
