@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import IORedis from 'ioredis';
 import { LineSplitter, runFileOp, type ContainerRuntime } from '@sessionbox/core';
-import { Http, REDIS_URL, namespaceContainers, startSystem, waitFor, type TestSystem } from './helpers/system';
+import { Http, REDIS_URL, expectRateLimited, namespaceContainers, startSystem, waitFor, type TestSystem } from './helpers/system';
 
 const MiB = 1024 * 1024;
 const ALICE = 'alice-key-0123456789abcdef';
@@ -206,8 +206,7 @@ describe('per-key budgets (from the keys file)', () => {
     );
     expect(streams.map((r) => r.status)).toEqual(Array(CAROL_BUDGETS.maxConnections).fill(200));
     const refused = await carol.get(`/v1/sessions/${sid}`);
-    expect(refused.status).toBe(429);
-    expect(refused.body.error).toMatchObject({ code: 'rate_limited', limit: 'connections', max: CAROL_BUDGETS.maxConnections });
+    expectRateLimited(refused, 'connections', CAROL_BUDGETS.maxConnections);
     // Other keys are not counted against Carol's cap.
     expect((await alice.get('/v1/sessions')).status).toBe(200);
     aborts[0].abort();

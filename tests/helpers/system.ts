@@ -220,3 +220,10 @@ export function testIf(missing: string | null) {
     return test.skip(`${name} [skipped: ${missing}]`, fn);
   };
 }
+
+/** A 429 naming the limit and its value, with a Retry-After (the per-key caps and budgets). */
+export function expectRateLimited(r: { status: number; body: any; headers: Headers }, limit: string, max: number) {
+  expect(r.status).toBe(429);
+  expect(r.body.error).toMatchObject({ code: 'rate_limited', limit, max });
+  expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+}
