@@ -36,7 +36,16 @@ export interface BurstResult {
   bursts: BurstRow[];
   /** N conversations at once whose first cell is `DATA_CELL` (pandas + matplotlib + a chart). */
   dataBurst: BurstRow;
-  running: { quietPrint: Summary; quietPlot: Summary; burstPrint: Summary; burstPlot: Summary; creates: number };
+  running: {
+    quietPrint: Summary;
+    quietPlot: Summary;
+    burstPrint: Summary;
+    burstPlot: Summary;
+    /** After the creates, until the pool is full again: what its refill costs the running session. */
+    refillPrint: Summary;
+    refillPlot: Summary;
+    creates: number;
+  };
 }
 
 export interface BurstOptions {
@@ -48,6 +57,8 @@ export interface BurstOptions {
   waitPool: () => Promise<void>;
   /** Creations under way in the pool (a pool sized by demand may still be growing once full). */
   filling: () => Promise<number>;
+  /** Every tier listed at its size. */
+  full: () => Promise<boolean>;
   log: (s: string) => void;
 }
 
@@ -113,6 +124,8 @@ export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
   o.log('burst: a running session\'s print(1) and plot while 8 sessions are created (×3)');
   const burstPrint: number[] = [];
   const burstPlot: number[] = [];
+  const refillPrint: number[] = [];
+  const refillPlot: number[] = [];
   const creates = 8;
   for (let b = 0; b < 3; b++) {
     await o.waitPool();
@@ -123,12 +136,21 @@ export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
       burstPlot.push((await timed(() => http.run(probe.id, PLOT))).ms);
     }
     await Promise.all((await made).map((c) => http.deleteSession(c.id)));
+    while (!(await o.full())) {
+      refillPrint.push((await timed(() => http.run(probe.id, 'print(1)'))).ms);
+      refillPlot.push((await timed(() => http.run(probe.id, PLOT))).ms);
+    }
   }
   await http.deleteSession(probe.id);
   return {
     bursts,
     dataBurst,
-    running: { quietPrint: summarize(quietPrint), quietPlot: summarize(quietPlot), burstPrint: summarize(burstPrint), burstPlot: summarize(burstPlot), creates },
+    running: { quietPrint: summarize(quietPrint), quietPlot: summarize(quietPlot), burstPrint: summarize(burstPrint),
+      burstPlot: summarize(burstPlot),
+      refillPrint: summarize(refillPrint),
+      refillPlot: summarize(refillPlot),
+      creates,
+    },
   };
 }
 
@@ -144,6 +166,8 @@ export function burstReportLines(r: BurstResult): string[] {
     `| ${r.dataBurst.n}, first cell pandas + matplotlib + a chart | ${pm(r.dataBurst.create)} | ${pm(r.dataBurst.firstResult)} | ${pm(r.dataBurst.dockerRun)} (same cell, PNG saved) |`,
     '',
     `A running session during a burst of ${q.creates} creates (p50 quiet → during): print(1) ${fmtMs(q.quietPrint.p50)} → ${fmtMs(q.burstPrint.p50)} (${x(q.burstPrint, q.quietPrint)}, ${q.burstPrint.n} samples), ` +
-      `plot ${fmtMs(q.quietPlot.p50)} → ${fmtMs(q.burstPlot.p50)} (${x(q.burstPlot, q.quietPlot)}, ${q.burstPlot.n} samples).`,
+      `plot ${fmtMs(q.quietPlot.p50)} → ${fmtMs(q.burstPlot.p50)} (${x(q.burstPlot, q.quietPlot)}, ${q.burstPlot.n} samples). ` +
+      `During the pool's refill that follows: print(1) ${fmtMs(q.refillPrint.p50)} (${x(q.refillPrint, q.quietPrint)}, ${q.refillPrint.n} samples), ` +
+      `plot ${fmtMs(q.refillPlot.p50)} (${x(q.refillPlot, q.quietPlot)}, ${q.refillPlot.n} samples).`,
   ];
 }

@@ -33,7 +33,8 @@ const program = new Command()
   .description('Benchmarks sessionbox (api + worker on this machine) against docker exec / docker run per call.')
   .option('--quick', 'small sample counts (about 2 minutes)', false)
   .option('--mode <mode>', 'processes (api and worker as two processes, like npm start) or in-process', 'processes')
-  .option('--pool <n>', 'warm pool size for the warm phase', '4')
+  .option('--pool <n>', 'warm pool size for the warm phase (npm start: 4)', '4')
+  .option('--lazy-pool <n>', 'lazy warm containers on top, imports on first use (npm start: 16)', '16')
   .option('--sessions <n>', 'sessions for the sustained and idle-memory phases')
   .option('--seconds <n>', 'length of the sustained phase')
   .option('--only <sections>', `comma-separated subset of: ${SECTIONS.join(',')}`)
@@ -92,6 +93,7 @@ async function main() {
     quick: boolean;
     mode: Mode;
     pool: string;
+    lazyPool: string;
     sessions?: string;
     seconds?: string;
     only?: string;
@@ -119,6 +121,7 @@ async function main() {
       : { execPrint: 40, execPlot: 10, runPrint: 12, runPlot: 6, sustainedSeconds: 10 },
   };
   const poolSize = Number(o.pool);
+  const lazyPoolSize = Number(o.lazyPool);
   const only = new Set<Section>((o.only ? o.only.split(',') : SECTIONS) as Section[]);
   for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s}`);
   const want = (s: Section) => only.has(s);
@@ -132,7 +135,7 @@ async function main() {
   const started = Date.now();
   const res: Results = {
     startedAt: new Date(started).toISOString(),
-    options: { quick: q, mode: o.mode, poolSize, counts: n, sections: [...only], namespace },
+    options: { quick: q, mode: o.mode, poolSize, lazyPoolSize, counts: n, sections: [...only], namespace },
     machine: await machineInfo(),
     errors: [],
   };
@@ -200,14 +203,14 @@ async function main() {
 
     // ---- phase 2: with the warm pool ---------------------------------------------------------
     if (sys && poolSize > 0) {
-      log(`restarting the worker with a warm pool of ${poolSize}`);
-      await sys.restartWorker(poolSize);
+      log(`restarting the worker with a warm pool of ${poolSize} (+ ${lazyPoolSize} lazy)`);
+      await sys.restartWorker(poolSize, lazyPoolSize);
     }
-    const poolLen = () => redis.llen(keys.pool('local'));
+    const poolLen = async () => (await redis.llen(keys.pool('local'))) + (await redis.llen(keys.pool('local', 'lazy')));
     const waitPoolFull = async (timeoutMs = 180_000) => {
       const end = Date.now() + timeoutMs;
-      while ((await poolLen()) < poolSize) {
-        if (Date.now() > end) throw new Error(`the warm pool did not fill to ${poolSize} within ${timeoutMs} ms`);
+      while ((await poolLen()) < poolSize + lazyPoolSize) {
+        if (Date.now() > end) throw new Error(`the warm pool did not fill to ${poolSize} + ${lazyPoolSize} lazy within ${timeoutMs} ms`);
         await sleep(50);
       }
     };
@@ -258,7 +261,10 @@ async function main() {
       log(`dify-sandbox /v1/sandbox/run ×${q ? 10 : 30} each: a trivial python3 main, a pandas main`);
       res.dify = await benchDifySandbox(http(), q ? 10 : 30, () => waitPoolFull());
     }
-    if (want('burst')) res.burst = await benchBurst({ http: http(), image: o.image, tag: namespace, sizes: [4, 10, 20], waitPool: () => waitPoolFull(), filling: () => redis.zcard(keys.poolFilling('local')), log });
+    if (want('burst')) res.burst = await benchBurst({ http: http(), image: o.image, tag: namespace, sizes: [4, 10, 20], waitPool: () => waitPoolFull(), filling: async () => (await redis.zcard(keys.poolFilling('local'))) + (await redis.zcard(keys.poolFilling('local', 'lazy'))),
+        full: async () => (await poolLen()) >= poolSize + lazyPoolSize,
+        log,
+      });
 
     let probe: { id: string; containerId: string } | null = null;
     const probeSession = async () => {

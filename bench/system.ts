@@ -25,11 +25,11 @@ export interface BenchSystem {
   /** Process ids of the api and the worker (this process in-process). */
   pids(): { api: number; worker: number };
   /** Stops the worker (its pool drains) and starts a new one with this pool size. */
-  restartWorker(poolSize: number): Promise<void>;
+  restartWorker(poolSize: number, lazySize?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
-function baseEnv(namespace: string, port: number, poolSize: number): Record<string, string> {
+function baseEnv(namespace: string, port: number, poolSize: number, lazySize = 0): Record<string, string> {
   return {
     ...(process.env as Record<string, string>),
     SESSIONBOX_NAMESPACE: namespace,
@@ -37,6 +37,7 @@ function baseEnv(namespace: string, port: number, poolSize: number): Record<stri
     SESSIONBOX_HOST: '127.0.0.1',
     SESSIONBOX_LOG_LEVEL: process.env.SESSIONBOX_LOG_LEVEL ?? 'warn',
     SESSIONBOX_POOL_SIZE: String(poolSize),
+    SESSIONBOX_POOL_LAZY_SIZE: String(lazySize),
     SESSIONBOX_RECONCILE_ON_START: 'false',
     SESSIONBOX_ARCHIVE_DIR: path.join(tmpdir(), `sessionbox-bench-archives-${namespace}`),
   };
@@ -74,11 +75,11 @@ async function startProcesses(namespace: string, poolSize: number, logDir: strin
   const url = `http://127.0.0.1:${port}`;
   mkdirSync(logDir, { recursive: true });
   const log = createWriteStream(path.join(logDir, `bench-${namespace}.log`), { flags: 'a' });
-  const spawnApp = (app: 'api' | 'worker', pool: number) => {
+  const spawnApp = (app: 'api' | 'worker', pool: number, lazy = 0) => {
     const nodeFlags = (process.env.BENCH_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
     const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', `apps/${app}/src/main.ts`], {
       cwd: ROOT,
-      env: baseEnv(namespace, port, pool),
+      env: baseEnv(namespace, port, pool, lazy),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.pipe(log, { end: false });
@@ -102,9 +103,9 @@ async function startProcesses(namespace: string, poolSize: number, logDir: strin
     mode: 'processes',
     poolSize,
     pids: () => ({ api: api.pid!, worker: worker.pid! }),
-    async restartWorker(size) {
+    async restartWorker(size, lazy) {
       await stopChild(worker);
-      worker = spawnApp('worker', size);
+      worker = spawnApp('worker', size, lazy);
       sys.poolSize = size;
       await sleep(500);
       if (worker.exitCode !== null) throw new Error('the worker exited during start-up');
@@ -120,7 +121,7 @@ async function startProcesses(namespace: string, poolSize: number, logDir: strin
 /** api and worker in this process (like tests/helpers/system.ts): one event loop for client, api and worker. */
 async function startInProcess(namespace: string, poolSize: number): Promise<BenchSystem> {
   const port = await freePort();
-  const cfg = (size: number) => loadConfig(baseEnv(namespace, port, size));
+  const cfg = (size: number, lazy = 0) => loadConfig(baseEnv(namespace, port, size, lazy));
   let worker: RunningWorker = await startWorker(cfg(poolSize));
   const api: RunningApi = await startApi(cfg(poolSize));
   const sys: BenchSystem = {
@@ -129,9 +130,9 @@ async function startInProcess(namespace: string, poolSize: number): Promise<Benc
     mode: 'in-process',
     poolSize,
     pids: () => ({ api: process.pid, worker: process.pid }),
-    async restartWorker(size) {
+    async restartWorker(size, lazy) {
       await worker.close();
-      worker = await startWorker(cfg(size));
+      worker = await startWorker(cfg(size, lazy));
       sys.poolSize = size;
     },
     async stop() {

@@ -5,8 +5,11 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 bash scripts/ensure-infra.sh
 node --import tsx apps/console/build.ts
-# Four warm containers for default-limit sessions (~90 MB each); SESSIONBOX_POOL_SIZE=0 turns the pool off.
+# Warm containers for default-limit sessions: 4 with numpy, pandas and matplotlib imported (~72 MiB each)
+# and 16 lazy ones that import on first use (~20 MiB each), so a burst of 20 conversations starts at once.
+# SESSIONBOX_POOL_SIZE=0 SESSIONBOX_POOL_LAZY_SIZE=0 turns the pool off.
 export SESSIONBOX_POOL_SIZE="${SESSIONBOX_POOL_SIZE:-4}"
+export SESSIONBOX_POOL_LAZY_SIZE="${SESSIONBOX_POOL_LAZY_SIZE:-16}"
 port="${SESSIONBOX_PORT:-8000}"
 host="${SESSIONBOX_HOST:-127.0.0.1}"
 pids=()

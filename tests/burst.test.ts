@@ -1,3 +1,4 @@
+import { cpus } from 'node:os';
 import IORedis from 'ioredis';
 import { Keys } from '@sessionbox/core';
 import { REDIS_URL, docker, pngSize, useSystem, waitFor, type TestSystem } from './helpers/system';
@@ -125,6 +126,53 @@ describe('a pool sized by demand (size 1, budget 160 MiB = 2 containers, 10 s wi
     // The window passes with no creates: back to its size (surplus taken back within a check interval).
     await waitFor(async () => (await redis.llen(keys.pool('local'))) === 1, 30_000);
     expect(await held()).toBe(1);
+    for (const s of made) await end(sys, s.id);
+  });
+});
+
+describe('a two-tier pool (1 eager + 2 lazy): a burst finds ready containers; claims take the eager one first', () => {
+  const sys = useSystem({ SESSIONBOX_POOL_SIZE: '1', SESSIONBOX_POOL_LAZY_SIZE: '2' });
+  const entries = async (list: string) => (await redis.lrange(list, 0, -1)).map((raw) => JSON.parse(raw) as { sessionId: string; containerId: string; tier?: string });
+
+  test('lazy containers are listed apart, import on first use and are claimed after the eager one; refills share one creation slot', async () => {
+    const keys = new Keys(sys.config.namespace);
+    const [eagerList, lazyList] = [keys.pool('local'), keys.pool('local', 'lazy')];
+    const filling = async () => (await redis.zcard(keys.poolFilling('local'))) + (await redis.zcard(keys.poolFilling('local', 'lazy')));
+    // Both tiers fill through the worker's one slot (half the cores, at least 1; 1 on a 2-core machine).
+    const slots = Math.max(1, Math.min(4, Math.floor(cpus().length / 2)));
+    let mostFilling = 0;
+    await waitFor(async () => {
+      mostFilling = Math.max(mostFilling, await filling());
+      return (await redis.llen(eagerList)) === 1 && (await redis.llen(lazyList)) === 2;
+    }, 120_000, 20);
+    expect(mostFilling).toBeGreaterThan(0);
+    expect(mostFilling).toBeLessThanOrEqual(slots);
+
+    const [eager] = await entries(eagerList);
+    const lazy = await entries(lazyList);
+    expect(lazy.map((e) => e.tier)).toEqual(['lazy', 'lazy']);
+    for (const e of lazy) {
+      const info = await docker.getContainer(e.containerId).inspect();
+      expect(info.Config.Env).toContain('SESSIONBOX_IMPORTS=lazy');
+      expect(info.Config.Labels['sessionbox.pool']).toBe('true');
+      expect(info.HostConfig.CpuShares).toBe(1024);
+    }
+    // The metrics and a cleanup plan see both lists: a listed lazy container is neither missing nor an orphan.
+    const metrics = await (await fetch(`${sys.url}/metrics`)).text();
+    expect(metrics).toMatch(/sessionbox_pool_size\{host="local",tier="eager"\} 1/);
+    expect(metrics).toMatch(/sessionbox_pool_size\{host="local",tier="lazy"\} 2/);
+    const plan = await sys.http.post('/v1/admin/cleanup', { dryRun: true, graceSeconds: 0 });
+    expect(plan.status).toBe(200);
+    const planned = (plan.body.plan.actions as { containerId?: string }[]).map((a) => a.containerId ?? '');
+    for (const e of lazy) expect(planned.filter((id) => id && e.containerId.startsWith(id))).toEqual([]);
+
+    const made = [];
+    for (let i = 0; i < 3; i++) made.push(await sys.http.createSession());
+    expect(made.map((s) => s.id)).toEqual([eager.sessionId, lazy[0].sessionId, lazy[1].sessionId]);
+    expect(await sys.http.run(made[0].id, LOADED)).toMatchObject({ status: 'succeeded', stdout: "['matplotlib', 'numpy', 'pandas']\n" });
+    expect(await sys.http.run(made[1].id, LOADED)).toMatchObject({ status: 'succeeded', stdout: '[]\n' });
+    const df = await sys.http.run(made[1].id, "import pandas as pd\nprint(int(pd.DataFrame({'a': [1, 2, 3]})['a'].sum()))");
+    expect(df).toMatchObject({ status: 'succeeded', stdout: '6\n', stderr: '' });
     for (const s of made) await end(sys, s.id);
   });
 });

@@ -7,7 +7,7 @@ import {
   Keys,
   Reaper,
   HostMonitor,
-  WarmPool,
+  WarmPools,
   CloseSteps,
   TimerLoop,
   disabledWarmPool,
@@ -37,7 +37,7 @@ export interface RunningWorker {
   monitor: HostMonitor;
   /** `/metrics` + `/healthz` when SESSIONBOX_WORKER_METRICS_PORT is set. */
   http: WorkerHttp | null;
-  /** Warm containers for default limits (`disabledWarmPool` when SESSIONBOX_POOL_SIZE is 0). */
+  /** Warm containers for default limits (`disabledWarmPool` when SESSIONBOX_POOL_SIZE and SESSIONBOX_POOL_LAZY_SIZE are 0). */
   pool: WarmPoolControl;
   metrics: Metrics;
   /** The start-up reconcile pass (null when off or failed). */
@@ -134,8 +134,8 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
       ? null
       : await startWorkerHttp({ port: config.workerMetricsPort, bind: config.host ?? '127.0.0.1', host, metrics, redis: core.redis, monitor });
   const pool: WarmPoolControl =
-    config.poolSize > 0
-      ? new WarmPool({
+    config.poolSize + config.poolLazySize > 0
+      ? new WarmPools({
           redis: core.redis,
           runtime,
           channels,
@@ -143,6 +143,7 @@ export async function startWorker(config: Config, opts: { logger?: Logger } = {}
           image: config.image,
           ociRuntime: config.runtime,
           size: config.poolSize,
+          lazySize: config.poolLazySize,
           maxAgeMs: config.poolMaxAgeSeconds * 1000,
           memoryBudgetMb: config.poolMemoryMb,
           demandWindowMs: config.poolDemandWindowSeconds * 1000,

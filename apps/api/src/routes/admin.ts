@@ -5,6 +5,7 @@ import {
   CLEANUP_KINDS,
   Cleanup,
   Keys,
+  POOL_TIERS,
   NotFoundError,
   SessionInventory,
   SessionboxError,
@@ -186,7 +187,7 @@ export function adminRouter(ctx: ApiContext): Router {
             : 'not configured',
           core.sessionStore.liveIds(h.name).then((ids) => ids.length),
           core.redis.exists(keys.hostDown(h.name)),
-          core.redis.llen(keys.pool(h.name)),
+          Promise.all(POOL_TIERS.map((tier) => core.redis.llen(keys.pool(h.name, tier)))),
           ctx.queues.forHost(h.name).getJobCounts('waiting', 'active', 'delayed', 'prioritized'),
         ]);
         return {
@@ -195,12 +196,13 @@ export function adminRouter(ctx: ApiContext): Router {
           liveSessions: live,
           takesSessions: down === 0,
           engine,
-          warmPool: pool,
+          warmPool: pool[0] + pool[1],
+          warmPoolTiers: { eager: pool[0], lazy: pool[1] },
           queue: { waiting: (queue.waiting ?? 0) + (queue.prioritized ?? 0) + (queue.delayed ?? 0), active: queue.active ?? 0 },
         };
       }),
     );
-    res.json({ namespace: ctx.config.namespace, poolTarget: ctx.config.poolSize, hosts });
+    res.json({ namespace: ctx.config.namespace, poolTarget: ctx.config.poolSize + ctx.config.poolLazySize, hosts });
   });
 
   // Rate and latency per minute, from the execution records the system already keeps (queuedAt → finishedAt).

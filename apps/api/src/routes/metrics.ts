@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { Keys, type CoreParts, type Metrics } from '@sessionbox/core';
+import { Keys, POOL_TIERS, type CoreParts, type Metrics, type PoolTier } from '@sessionbox/core';
 import type { ApiContext } from '../context';
 
 const LIVE_STATUSES = ['ready', 'busy'] as const;
@@ -17,7 +17,7 @@ export async function refreshStateGauges(core: CoreParts, metrics: Metrics): Pro
       const ids = await core.sessionStore.liveIds(host);
       const pipe = core.redis.pipeline();
       for (const id of ids) pipe.hget(keys.session(id), 'status');
-      pipe.llen(keys.pool(host));
+      for (const tier of POOL_TIERS) pipe.llen(keys.pool(host, tier));
       pipe.exists(keys.hostDown(host));
       const res = (await pipe.exec()) ?? [];
       const out = res.map(([err, v]) => {
@@ -25,7 +25,8 @@ export async function refreshStateGauges(core: CoreParts, metrics: Metrics): Pro
         return v;
       });
       const down = Number(out.pop());
-      const pool = Number(out.pop());
+      const pool = Object.fromEntries(POOL_TIERS.map((tier) => [tier, 0])) as Record<PoolTier, number>;
+      for (const tier of [...POOL_TIERS].reverse()) pool[tier] = Number(out.pop());
       const counts = { ready: 0, busy: 0 } as Record<(typeof LIVE_STATUSES)[number], number>;
       for (const st of out) if (st === 'ready' || st === 'busy') counts[st]++;
       return { host, counts, pool, down: down === 1 };
@@ -34,7 +35,7 @@ export async function refreshStateGauges(core: CoreParts, metrics: Metrics): Pro
   metrics.sessionsLive.reset();
   for (const h of perHost) {
     for (const st of LIVE_STATUSES) metrics.sessionsLive.set({ host: h.host, status: st }, h.counts[st]);
-    metrics.poolSize.set({ host: h.host }, h.pool);
+    for (const tier of POOL_TIERS) metrics.poolSize.set({ host: h.host, tier }, h.pool[tier]);
     metrics.hostUp.set({ host: h.host }, h.down ? 0 : 1);
   }
 }

@@ -56,6 +56,8 @@ export const EnvSchema = z.object({
   /** All figures a session keeps in Redis while it lives. */
   SESSIONBOX_MAX_SESSION_FIGURE_BYTES: int(64 * 1024 * 1024, 1024),
   SESSIONBOX_POOL_SIZE: int(0, 0, 1000),
+  /** Lazy warm containers on top (≈ 20 MiB each, imports on first use): a burst's `print` answers at once. */
+  SESSIONBOX_POOL_LAZY_SIZE: int(0, 0, 1000),
   SESSIONBOX_POOL_MAX_AGE_SECONDS: int(1800, 10, 86400),
   /** Memory the pool may grow into with demand (MiB, ≈ 80 per idle container); 0 keeps it at SESSIONBOX_POOL_SIZE. */
   SESSIONBOX_POOL_MEMORY_MB: int(0, 0, 1_000_000),
@@ -174,6 +176,7 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     maxFigureBytes: e.SESSIONBOX_MAX_FIGURE_BYTES,
     maxSessionFigureBytes: e.SESSIONBOX_MAX_SESSION_FIGURE_BYTES,
     poolSize: e.SESSIONBOX_POOL_SIZE,
+    poolLazySize: e.SESSIONBOX_POOL_LAZY_SIZE,
     /** A warm container listed longer than this is replaced, never handed out. */
     poolMaxAgeSeconds: e.SESSIONBOX_POOL_MAX_AGE_SECONDS,
     poolMemoryMb: e.SESSIONBOX_POOL_MEMORY_MB,

@@ -2,7 +2,7 @@ export { loadConfig, envDefault } from './config';
 export type { Config } from './config';
 export { splitList } from './comma-list';
 export { errMsg } from './err-msg';
-export { Keys } from './keys';
+export { Keys, POOL_TIERS, type PoolTier } from './keys';
 export { createLogger } from './logger';
 export { createMetrics, disabledMetrics } from './metrics';
 export { CloseSteps } from './close-steps';

@@ -11,6 +11,14 @@ export type ParsedKey =
   | { family: 'hostSessions'; id: string };
 
 /** Every Redis key sessionbox uses, in one place, scoped by namespace. */
+/**
+ * The warm pool's two tiers: `eager` containers have numpy, pandas and matplotlib imported (≈ 72 MiB
+ * each, a plot answers at once); `lazy` ones import them on first use (≈ 20 MiB each, a `print`
+ * answers at once). A claim takes an eager one first.
+ */
+export const POOL_TIERS = ['eager', 'lazy'] as const;
+export type PoolTier = (typeof POOL_TIERS)[number];
+
 export class Keys {
   readonly prefix: string;
   constructor(readonly namespace: string) {
@@ -95,12 +103,13 @@ export class Keys {
   hostCommitted(host: string) {
     return `${this.prefix}host:${host}:committed`;
   }
-  pool(host: string) {
-    return `${this.prefix}pool:${host}`;
+  /** list of a host's warm containers of one tier (JSON `PoolEntry` each), oldest first. */
+  pool(host: string, tier: PoolTier = 'eager') {
+    return tier === 'eager' ? `${this.prefix}pool:${host}` : `${this.prefix}pool:${host}:${tier}`;
   }
-  /** zset of warm-pool creations under way (token -> deadline), counted against the pool size. */
-  poolFilling(host: string) {
-    return `${this.prefix}pool:${host}:filling`;
+  /** zset of warm-pool creations under way (token -> deadline), counted against the tier's size. */
+  poolFilling(host: string, tier: PoolTier = 'eager') {
+    return `${this.pool(host, tier)}:filling`;
   }
   /** zset of default-limit session creates on a host (member -> time): the demand the pool grows with. */
   poolDemand(host: string) {

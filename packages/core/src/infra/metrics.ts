@@ -9,7 +9,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
   return {
     registry,
     sessionsLive: new Gauge({ name: `${p}sessions_live`, help: 'Live sessions by host and status', labelNames: ['host', 'status'], registers }),
-    poolSize: new Gauge({ name: `${p}pool_size`, help: 'Warm containers ready to be claimed', labelNames: ['host'], registers }),
+    poolSize: new Gauge({ name: `${p}pool_size`, help: 'Warm containers ready to be claimed, by tier (eager: imports done; lazy: on first use)', labelNames: ['host', 'tier'], registers }),
     hostUp: new Gauge({ name: `${p}host_up`, help: 'Docker host taking new sessions (1) or marked down (0)', labelNames: ['host'], registers }),
     executions: new Counter({ name: `${p}executions_total`, help: 'Finished executions by outcome', labelNames: ['status', 'cause'], registers }),
     queueWaitSeconds: new Histogram({

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { ContainerInfo, ContainerRuntime, ContainerUsage } from '../runtime/container-runtime';
 import type { ExecutionRecord, ExecutionStore } from '../executions/execution-store';
-import { Keys } from '../infra/keys';
+import { Keys, POOL_TIERS } from '../infra/keys';
 import { Labels, namespaceFilter } from '../runtime/labels';
 import type { SessionRecord, SessionStore } from '../sessions/session-store';
 import { errMsg } from '../infra/err-msg';
@@ -166,13 +166,13 @@ export class SessionInventory {
   }
 
   /**
-   * The warm-pool lists (`Keys.pool(host)`, JSON `{sessionId, containerId, createdAt}` each).
+   * The warm-pool lists (`Keys.pool(host, tier)` of both tiers, JSON `{sessionId, containerId, createdAt}` each).
    * Throws when a list cannot be read or parsed, so callers treat pool containers as protected.
    */
   async readPool(hosts = this.hosts): Promise<Map<string, PoolListEntry>> {
     const out = new Map<string, PoolListEntry>();
-    for (const host of hosts) {
-      const key = this.keys.pool(host);
+    for (const host of hosts) for (const tier of POOL_TIERS) {
+      const key = this.keys.pool(host, tier);
       const type = await this.opts.redis.type(key);
       if (type === 'none') continue;
       if (type !== 'list') throw new Error(`pool key ${key} is a ${type}, not a list`);

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { ContainerRuntime } from '../runtime/container-runtime';
 import { KernelChannel, type KernelChannelPool, type KernelEvent } from '../runtime/kernel-channel';
 import { defineScripts } from '../infra/redis-scripts';
-import { Keys } from '../infra/keys';
+import { Keys, POOL_TIERS, type PoolTier } from '../infra/keys';
 import { Labels, namespaceFilter } from '../runtime/labels';
 import { disabledMetrics, type Metrics } from '../infra/metrics';
 import { errMsg } from '../infra/err-msg';
@@ -22,15 +22,29 @@ const failureBackoff = backoff(250, 30_000);
 
 /** One element of the pool list `Keys.pool(host)`. */
 /** `image`: what the container was made from; a claimer configured with another image never takes it. */
-export const PoolEntry = z.object({ sessionId: z.string(), containerId: z.string(), createdAt: z.number(), image: z.string().optional() });
+export const PoolEntry = z.object({
+  sessionId: z.string(),
+  containerId: z.string(),
+  createdAt: z.number(),
+  image: z.string().optional(),
+  tier: z.enum(POOL_TIERS).optional(),
+});
 export type PoolEntry = z.infer<typeof PoolEntry>;
 
 /** What one idle pooled container holds in RAM, rounded up (the bench measures about 72 MiB). */
 export const POOL_CONTAINER_MB = 80;
 
+/** Creations under way on one worker, shared by its tiers: refills take turns instead of adding up. */
+export class FillSlots {
+  used = 0;
+  constructor(readonly max: number) {}
+}
+
 export const WarmPoolSettings = z.object({
   /** Warm containers kept ready on this host at least; 0 disables the pool. */
   size: z.number().int().min(0).max(1000),
+  /** `lazy`: the kernels import numpy, pandas and matplotlib on first use (see `PoolTier`); its size never grows with demand. */
+  tier: z.enum(POOL_TIERS).default('eager'),
   /** Memory the pool may grow into with demand, at `POOL_CONTAINER_MB` each; 0 (default) keeps it at `size`. */
   memoryBudgetMb: z.number().int().min(0).default(0),
   /** The pool's target is the default-limit creates of this last window, between `size` and the budget. */
@@ -66,6 +80,8 @@ export interface WarmPoolOptions extends WarmPoolSettings {
   metrics?: Metrics;
   /** The worker's channels: a container's stream, opened for its readiness check, stays open for its first run. */
   channels?: KernelChannelPool;
+  /** Shared with the worker's other tier; default: this pool's own, of `fillConcurrency`. */
+  slots?: FillSlots;
 }
 
 
@@ -83,6 +99,7 @@ export class WarmPool implements WarmPoolControl {
   private readonly fillingKey: string;
   private readonly demandKey: string;
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly slots: FillSlots;
   private readonly loop: TimerLoop;
   private readonly metrics: Metrics;
   private lastCheck = 0;
@@ -95,8 +112,9 @@ export class WarmPool implements WarmPoolControl {
     defineScripts(opts.redis);
     this.settings = WarmPoolSettings.parse(opts);
     this.keys = new Keys(opts.namespace);
-    this.listKey = this.keys.pool(opts.runtime.hostName);
-    this.fillingKey = this.keys.poolFilling(opts.runtime.hostName);
+    this.listKey = this.keys.pool(opts.runtime.hostName, this.settings.tier);
+    this.fillingKey = this.keys.poolFilling(opts.runtime.hostName, this.settings.tier);
+    this.slots = opts.slots ?? new FillSlots(this.settings.fillConcurrency);
     this.demandKey = this.keys.poolDemand(opts.runtime.hostName);
     this.metrics = opts.metrics ?? disabledMetrics();
     this.loop = new TimerLoop({
@@ -115,7 +133,7 @@ export class WarmPool implements WarmPoolControl {
   start() {
     if (this.settings.size === 0 || !this.stopped) return;
     this.stopped = false;
-    this.opts.logger.info({ host: this.host, size: this.settings.size, maxAgeMs: this.settings.maxAgeMs }, 'warm pool started');
+    this.opts.logger.info({ host: this.host, tier: this.settings.tier, size: this.settings.size, maxAgeMs: this.settings.maxAgeMs }, 'warm pool started');
     this.loop.start();
   }
 
@@ -130,6 +148,7 @@ export class WarmPool implements WarmPoolControl {
 
   /** Most containers the memory budget allows (never below `size`). */
   get maxSize(): number {
+    if (this.settings.tier === 'lazy') return this.settings.size;
     return Math.max(this.settings.size, Math.floor(this.settings.memoryBudgetMb / POOL_CONTAINER_MB));
   }
 
@@ -151,26 +170,36 @@ export class WarmPool implements WarmPoolControl {
       this.lastCheck = now;
       await this.retire(now, target);
     }
-    while (!this.stopped && this.inFlight.size < this.settings.fillConcurrency && Date.now() >= this.backoffUntil) {
+    while (!this.stopped && this.slots.used < this.slots.max && Date.now() >= this.backoffUntil) {
       const token = uuidv4();
-      const ok = await this.opts.redis.sbPoolReserve(
-        this.listKey,
-        this.fillingKey,
-        Date.now(),
-        target,
-        Date.now() + this.settings.readyTimeoutMs + 30_000,
-        token,
-      );
+      // Taken before the round trip: the other tier's tick shares these slots and runs meanwhile.
+      this.slots.used++;
+      let ok = 0;
+      try {
+        ok = await this.opts.redis.sbPoolReserve(
+          this.listKey,
+          this.fillingKey,
+          Date.now(),
+          target,
+          Date.now() + this.settings.readyTimeoutMs + 30_000,
+          token,
+        );
+      } finally {
+        if (ok !== 1) this.slots.used--;
+      }
       if (ok !== 1) break;
       const p: Promise<void> = this.fill(token)
         .then(() => void (this.failures = 0))
         .catch((err) => {
           if (!this.stopped) this.failed(err, 'warm container not made');
         })
-        .finally(() => this.inFlight.delete(p));
+        .finally(() => {
+          this.slots.used--;
+          this.inFlight.delete(p);
+        });
       this.inFlight.add(p);
     }
-    this.metrics.poolSize.set({ host: this.host }, await this.opts.redis.llen(this.listKey));
+    this.metrics.poolSize.set({ host: this.host, tier: this.settings.tier }, await this.opts.redis.llen(this.listKey));
   }
 
   private failed(err: unknown, what: string) {
@@ -195,12 +224,13 @@ export class WarmPool implements WarmPoolControl {
         runtime: this.opts.ociRuntime,
         // Its imports yield the CPU to running sessions; raised to normal once ready.
         cpuWeight: 'low',
+        lazyImports: this.settings.tier === 'lazy',
       });
       await this.waitReady(containerId);
       if (this.stopped) throw new Error('the pool stopped');
       // Warm and idle now: at normal weight before it is listed, so the claim has no engine update to make.
       await runtime.setCpuWeight(containerId, 'normal');
-      const entry: PoolEntry = { sessionId, containerId, createdAt, image: this.opts.image };
+      const entry: PoolEntry = { sessionId, containerId, createdAt, image: this.opts.image, tier: this.settings.tier };
       const listed = await this.opts.redis.sbPoolPublish(this.listKey, this.fillingKey, token, JSON.stringify(entry));
       if (listed !== 1) throw new Error('its slot lapsed before the kernel was ready');
       logger.debug({ host: this.host, sessionId, containerId, ms: Date.now() - createdAt }, 'warm container listed');
@@ -278,7 +308,7 @@ export class WarmPool implements WarmPoolControl {
       const parsed = PoolEntry.safeParse(safeJson(raw));
       if (parsed.success) await this.discard(parsed.data.containerId);
     }
-    this.metrics.poolSize.set({ host: this.host }, 0);
+    this.metrics.poolSize.set({ host: this.host, tier: this.settings.tier }, 0);
   }
 }
 
@@ -295,7 +325,8 @@ export interface WarmClaimOptions {
 }
 
 /**
- * The `claimWarm` hook of `SessionService`: pops the oldest listed container of the host. One
+ * The `claimWarm` hook of `SessionService`: pops the oldest listed container of the host, from the
+ * eager tier first (a plot answers at once) and then the lazy one (a `print` does). One
  * past the max age, or that the engine no longer runs, is removed and the next one is tried;
  * an empty list means a cold start. The inspect (about a millisecond) keeps a dead container
  * from ever being handed out. A listed container is already at normal CPU weight (raised when it
@@ -318,8 +349,16 @@ export function warmClaimer(opts: WarmClaimOptions): (host: string) => Promise<{
         .exec()
         .catch(() => undefined);
     }
+    for (const tier of POOL_TIERS) {
+      const claimed = await claimFrom(keys.pool(host, tier), runtime, host);
+      if (claimed) return claimed;
+    }
+    return null;
+  };
+
+  async function claimFrom(list: string, runtime: ContainerRuntime, host: string) {
     for (;;) {
-      const raw = await opts.redis.lpop(keys.pool(host));
+      const raw = await opts.redis.lpop(list);
       if (!raw) return null;
       const parsed = PoolEntry.safeParse(safeJson(raw));
       if (!parsed.success) continue;
