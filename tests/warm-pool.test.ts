@@ -175,6 +175,29 @@ describe('WarmPool on its own', () => {
     expect(await namespaceContainers(namespace)).toEqual([]);
   });
 
+  test('after a claim the refill waits until claims pause (settleMs), then refills', async () => {
+    const pool = make({ settleMs: 4000 });
+    const keys = new Keys(namespace);
+    const claim = warmClaimer({ redis, namespace, runtimes: new Map([['local', runtime]]), image: pool.opts.image, maxAgeMs: 60_000, logger });
+    pool.start();
+    try {
+      await waitFor(async () => (await pool.entries()).length === 1, 90_000, 100);
+      const claimed = await claim('local');
+      expect(claimed).not.toBeNull();
+      // Two seconds of ticks (every 200 ms) into the 4 s hold: nothing is being made.
+      for (let i = 0; i < 10; i++) {
+        expect(await redis.zcard(keys.poolFilling('local'))).toBe(0);
+        expect((await namespaceContainers(namespace)).filter((c) => c.Labels['sessionbox.pool'] === 'true' && c.Id !== claimed!.containerId)).toEqual([]);
+        await sleep(200);
+      }
+      await waitFor(async () => (await pool.entries()).length === 1, 90_000, 100);
+      await runtime.remove(claimed!.containerId);
+    } finally {
+      await pool.stop();
+    }
+    expect(await namespaceContainers(namespace)).toEqual([]);
+  });
+
   test('a stop during a creation leaves no container behind and frees the slot', async () => {
     const pool = make();
     pool.start();

@@ -37,6 +37,8 @@ export const POOL_CONTAINER_MB = 80;
 /** Creations under way on one worker, shared by its tiers: refills take turns instead of adding up. */
 export class FillSlots {
   used = 0;
+  /** No new creation before this: claims were seen, and the engine serves them first. */
+  holdUntil = 0;
   constructor(readonly max: number) {}
 }
 
@@ -63,6 +65,11 @@ export const WarmPoolSettings = z.object({
     .default(() => Math.max(1, Math.min(4, Math.floor(cpus().length / 2)))),
   /** How often the list length is checked for refills. */
   refillIntervalMs: z.number().int().min(10).default(200),
+  /**
+   * Refills wait until no claim has been seen for this long. A container create keeps the engine
+   * busy for a few hundred ms, and during a burst the claims' inspects and first runs need it.
+   */
+  settleMs: z.number().int().min(0).default(1000),
   /** How often listed containers are checked against the engine and for age. */
   checkIntervalMs: z.number().int().min(100).default(5000),
   /** A creation still unfinished after this gives up its slot (and its container is removed). */
@@ -103,6 +110,8 @@ export class WarmPool implements WarmPoolControl {
   private readonly loop: TimerLoop;
   private readonly metrics: Metrics;
   private lastCheck = 0;
+  /** The list's length at the last tick: a shorter one means claims (or a retire) since. */
+  private lastLength = 0;
   private stopped = true;
   /** Consecutive failures (of a tick or a creation): refills back off instead of hammering a sick engine or Redis. */
   private failures = 0;
@@ -170,7 +179,10 @@ export class WarmPool implements WarmPoolControl {
       this.lastCheck = now;
       await this.retire(now, target);
     }
-    while (!this.stopped && this.slots.used < this.slots.max && Date.now() >= this.backoffUntil) {
+    const length = await this.opts.redis.llen(this.listKey);
+    if (length < this.lastLength) this.slots.holdUntil = Math.max(this.slots.holdUntil, now + this.settings.settleMs);
+    this.lastLength = length;
+    while (!this.stopped && this.slots.used < this.slots.max && Date.now() >= Math.max(this.backoffUntil, this.slots.holdUntil)) {
       const token = uuidv4();
       // Taken before the round trip: the other tier's tick shares these slots and runs meanwhile.
       this.slots.used++;
@@ -233,6 +245,7 @@ export class WarmPool implements WarmPoolControl {
       const entry: PoolEntry = { sessionId, containerId, createdAt, image: this.opts.image, tier: this.settings.tier };
       const listed = await this.opts.redis.sbPoolPublish(this.listKey, this.fillingKey, token, JSON.stringify(entry));
       if (listed !== 1) throw new Error('its slot lapsed before the kernel was ready');
+      this.lastLength++; // so that a claim before the next tick still reads as one
       logger.debug({ host: this.host, sessionId, containerId, ms: Date.now() - createdAt }, 'warm container listed');
     } catch (err) {
       await this.opts.redis.zrem(this.fillingKey, token).catch(() => undefined);
