@@ -121,13 +121,13 @@ export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
     quietPlot.push((await timed(() => http.run(probe.id, PLOT))).ms);
   }
   await o.waitPool();
-  o.log('burst: a running session\'s print(1) and plot while 8 sessions are created (×3)');
+  o.log('burst: a running session\'s print(1) and plot while 8 sessions are created (×10: each burst of claims lasts about one sample)');
   const burstPrint: number[] = [];
   const burstPlot: number[] = [];
   const refillPrint: number[] = [];
   const refillPlot: number[] = [];
   const creates = 8;
-  for (let b = 0; b < 3; b++) {
+  for (let b = 0; b < 10; b++) {
     await o.waitPool();
     let done = false;
     const made = Promise.all(Array.from({ length: creates }, () => conversation(http))).finally(() => (done = true));

@@ -94,6 +94,10 @@ export async function startApi(config: Config, opts: { logger?: Logger; extra?: 
     const body = JSON.stringify({ error: { code, message: `malformed HTTP request (${err.code ?? 'parse error'})` } });
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
+  // What the first creates would otherwise pay for together: the engine's memory (one call per host) and each host's queue connection.
+  void Promise.all(
+    config.dockerHosts.map((h) => Promise.all([core.sessions.opts.hostBudget?.hostMemoryMb(h.name), queues.forHost(h.name).waitUntilReady()])),
+  ).catch((err) => logger.warn({ err: errMsg(err) }, 'warm-up before the first session failed; the first creates pay for it'));
   const addr = server.address() as AddressInfo;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`;
   logger.info({ url }, 'sessionbox api listening');

@@ -43,7 +43,7 @@ return -1`;
 /** What a host has committed to its sessions (their engine memory caps), so that it never accepts more than it can hold. */
 export class HostBudget {
   private readonly k: Keys;
-  private readonly memoryMb = new Map<string, number>();
+  private readonly memoryMb = new Map<string, Promise<number>>();
 
   constructor(readonly opts: HostBudgetOptions) {
     this.k = new Keys(opts.namespace);
@@ -53,9 +53,11 @@ export class HostBudget {
   async hostMemoryMb(host: string): Promise<number> {
     if (this.opts.hostMemoryMb !== null) return this.opts.hostMemoryMb;
     let mb = this.memoryMb.get(host);
-    if (mb === undefined) {
+    if (!mb) {
+      // One engine call for the creates that arrive together; a failed one is asked again next time.
       const rt = this.opts.runtimes.get(host);
-      mb = rt ? Math.floor((await rt.memoryBytes()) / (1024 * 1024)) : 0;
+      mb = rt ? rt.memoryBytes().then((bytes) => Math.floor(bytes / (1024 * 1024))) : Promise.resolve(0);
+      mb.catch(() => this.memoryMb.delete(host));
       this.memoryMb.set(host, mb);
     }
     return mb;
