@@ -33,6 +33,8 @@ export interface BurstRow {
 }
 
 export interface BurstResult {
+  /** Working set of each listed container once the pool is full, by tier (MiB): what the pool costs at rest. */
+  poolAtRest: { eager: number[]; lazy: number[] };
   bursts: BurstRow[];
   /** N conversations at once whose first cell is `DATA_CELL` (pandas + matplotlib + a chart). */
   dataBurst: BurstRow;
@@ -59,6 +61,8 @@ export interface BurstOptions {
   filling: () => Promise<number>;
   /** Every tier listed at its size. */
   full: () => Promise<boolean>;
+  /** Working set (MiB) of each listed container, by tier. */
+  poolMemory: () => Promise<{ eager: number[]; lazy: number[] }>;
   log: (s: string) => void;
 }
 
@@ -91,6 +95,10 @@ export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
       }
     },
   };
+  await o.waitPool();
+  // Settled first: a container's memory moves for a second or two after it is listed.
+  await new Promise((r) => setTimeout(r, 3000));
+  const poolAtRest = await o.poolMemory();
   const bursts: BurstRow[] = [];
   for (const n of o.sizes) {
     await o.waitPool();
@@ -143,6 +151,7 @@ export async function benchBurst(opts: BurstOptions): Promise<BurstResult> {
   }
   await http.deleteSession(probe.id);
   return {
+    poolAtRest,
     bursts,
     dataBurst,
     running: { quietPrint: summarize(quietPrint), quietPlot: summarize(quietPlot), burstPrint: summarize(burstPrint),
@@ -158,7 +167,11 @@ export function burstReportLines(r: BurstResult): string[] {
   const pm = (s: Summary) => `${fmtMs(s.p50)} / ${fmtMs(s.max)}`;
   const x = (a: Summary, b: Summary) => `${(a.p50 / b.p50).toFixed(1)}×`;
   const { running: q } = r;
+  const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+  const tier = (name: string, a: number[]) => `${a.length} ${name} (p50 ${summarize(a).p50.toFixed(1)} MiB each)`;
   return [
+    '',
+    `The pool at rest: ${tier('eager', r.poolAtRest.eager)} + ${tier('lazy', r.poolAtRest.lazy)} = ${sum([...r.poolAtRest.eager, ...r.poolAtRest.lazy]).toFixed(0)} MiB in all.`,
     '',
     '| Conversations at once | create p50 / max | first result p50 / max | `docker run` of the same first cell, same burst, p50 / max |',
     '|---|---|---|---|',

@@ -263,6 +263,13 @@ async function main() {
     }
     if (want('burst')) res.burst = await benchBurst({ http: http(), image: o.image, tag: namespace, sizes: [4, 10, 20], waitPool: () => waitPoolFull(), filling: async () => (await redis.zcard(keys.poolFilling('local'))) + (await redis.zcard(keys.poolFilling('local', 'lazy'))),
         full: async () => (await poolLen()) >= poolSize + lazyPoolSize,
+        poolMemory: async () => {
+          const mib = async (tier: 'eager' | 'lazy') =>
+            Promise.all(
+              (await redis.lrange(keys.pool('local', tier), 0, -1)).map(async (raw) => (await containerMemory(JSON.parse(raw).containerId)).workingSetBytes / 2 ** 20),
+            );
+          return { eager: await mib('eager'), lazy: await mib('lazy') };
+        },
         log,
       });
 
