@@ -95,6 +95,13 @@ export class Keys {
   hostCommitted(host: string) {
     return `${this.prefix}host:${host}:committed`;
   }
+  /**
+   * string: the session a container serves when its `sessionbox.session-id` label names another id
+   * (a hibernated session woken into a warm-pool container, whose labels cannot change).
+   */
+  containerAlias(labelId: string) {
+    return `${this.prefix}alias:${labelId}`;
+  }
   pool(host: string) {
     return `${this.prefix}pool:${host}`;
   }
