@@ -106,7 +106,7 @@ export function hibernateRows(r: HibernateResult) {
   ];
   if (r.warm) {
     rows.push({
-      metric: `Wake → first result of print(x), warm pool of ${r.warm.poolSize} running (wakes do not claim from it): p50 / max (${r.warm.wake.n} wakes)`,
+      metric: `Wake → first result of print(x), warm pool of ${r.warm.poolSize} running (each wake claims a pool container): p50 / max (${r.warm.wake.n} wakes)`,
       ours: `${fmtMs(r.warm.wake.p50)} / ${fmtMs(r.warm.wake.max)}`,
       exec: '–',
       run: '–',

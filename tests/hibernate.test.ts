@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import IORedis from 'ioredis';
 import { runAdminCli } from './helpers/admin-cli';
 import { runscSkipReason } from './helpers/runsc';
-import { docker, namespaceContainers, sleep, TEST_ARCHIVE_DIR, useSystem, waitFor, type TestSystem } from './helpers/system';
+import { docker, expectRateLimited, Http, namespaceContainers, REDIS_URL, sleep, TEST_ARCHIVE_DIR, useSystem, waitFor, type TestSystem } from './helpers/system';
 
 // Issue 17 on the real engine: sessions that hibernate at their idle TTL and wake on the next use.
 // The operator default here is "hibernate" so that sessions the LLM tool and MCP make hibernate too.
@@ -238,6 +238,160 @@ describe('hibernation: the wake window ends it for good', () => {
     expect(archivesOf(short, s.id)).toHaveLength(0);
     expect((await short.http.post(`/v1/sessions/${s.id}/executions?wait=true`, { code: 'x' })).status).toBe(410);
     expect(await containersOf(short, s.id)).toHaveLength(0);
+  });
+
+  test('an end at wakeUntil that fails once is tried again on a later reaper pass', async () => {
+    const s = await short.http.createSession({ ttlSeconds: 10 });
+    await short.http.run(s.id, 'x = 1');
+    await waitHibernatedOn(short, s.id);
+    const containerId = await testRedis.hget(`sb:${short.config.namespace}:session:${s.id}`, 'containerId');
+    // The worker's engine refuses its first removal (a hiccup); the end at wakeUntil must not stop there.
+    const runtime = short.worker!.core.runtimes.get('local')!;
+    const remove = jest.spyOn(runtime, 'remove');
+    remove.mockRejectedValueOnce(new Error('engine hiccup (injected)'));
+    try {
+      const gone = await waitFor(async () => {
+        const r = await short.http.get(`/v1/sessions/${s.id}`);
+        return r.status === 410 ? r : null;
+      }, 60_000, 250);
+      expect(gone.body.error.code).toBe('session_expired');
+      const ofIt = remove.mock.calls.filter(([id]) => id === containerId);
+      expect(ofIt.length).toBeGreaterThanOrEqual(2);
+    } finally {
+      remove.mockRestore();
+    }
+    expect(archivesOf(short, s.id)).toHaveLength(0);
+  });
+});
+
+const testRedis = new IORedis(REDIS_URL);
+afterAll(() => testRedis.quit());
+
+describe('hibernation: a wake takes a warm-pool container', () => {
+  const pooled = useSystem({ ...HIBERNATE, SESSIONBOX_POOL_SIZE: '2' });
+  const ns = () => pooled.config.namespace;
+  const poolIds = async () => (await testRedis.lrange(`sb:${ns()}:pool:local`, 0, -1)).map((r) => JSON.parse(r).sessionId as string);
+  const recordContainer = async (sid: string) => (await testRedis.hget(`sb:${ns()}:session:${sid}`, 'containerId'))!;
+  const labelOf = async (containerId: string) => (await docker.getContainer(containerId).inspect()).Config.Labels['sessionbox.session-id'];
+  const cli = async (args: string[]) => {
+    const r = await runAdminCli([...args, '--json'], { SESSIONBOX_NAMESPACE: ns(), SESSIONBOX_REDIS_URL: pooled.config.redisUrl, SESSIONBOX_ARCHIVE_DIR: TEST_ARCHIVE_DIR });
+    expect(r.code).toBe(0);
+    return JSON.parse(r.stdout);
+  };
+
+  /** A hibernated session whose wake found a full pool: returns the woken session and the pool id its container carries. */
+  async function wakeIntoPool(code: string, check: string, expected: string) {
+    const s = await pooled.http.createSession({ ttlSeconds: 10 });
+    await pooled.http.run(s.id, code);
+    await waitHibernatedOn(pooled, s.id);
+    const listed = await waitFor(async () => {
+      const ids = await poolIds();
+      return ids.length === 2 ? ids : null;
+    }, 120_000, 200);
+    const woke = await pooled.http.run(s.id, check);
+    expect(woke).toMatchObject({ status: 'succeeded', restored: true, stdout: expected });
+    const containerId = await recordContainer(s.id);
+    const label = await labelOf(containerId);
+    expect(label).not.toBe(s.id);
+    expect(listed).toContain(label);
+    // Off the pool list for good (it refills with new ids), and nothing is labelled with the session's own id.
+    expect(await poolIds()).not.toContain(label);
+    expect(await containersOf(pooled, s.id)).toHaveLength(0);
+    return { s, containerId, label };
+  }
+
+  test('state and files come back in the pool container; ls and cleanup see it as the session\'s; its death ends the session', async () => {
+    const { s, containerId, label } = await wakeIntoPool(
+      "import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})\nx = 42\nopen('/work/note.txt', 'w').write('kept')",
+      "print(x, df['a'].sum(), open('/work/note.txt').read())",
+      '42 6 kept\n',
+    );
+    expect((await pooled.http.run(s.id, 'x += 1\nprint(x)')).stdout).toBe('43\n');
+    expect(await testRedis.get(`sb:${ns()}:alias:${label}`)).toBe(s.id);
+
+    // Both at once, within the 10 s idle TTL the last run started.
+    const [ls, plan] = await Promise.all([cli(['ls']), cli(['cleanup', '--dry-run', '--grace', '0'])]);
+    expect(ls.sessions.find((r: { id: string }) => r.id === s.id)).toMatchObject({ state: 'ready', container: { running: true } });
+    // (a pool container being made shows as a young orphan; the woken one must not)
+    expect(ls.sessions.filter((r: { container?: { id: string } }) => r.container?.id === containerId).map((r: { id: string; state: string }) => [r.id, r.state])).toEqual([[s.id, 'ready']]);
+    expect(plan.actions.filter((a: { containerId?: string }) => a.containerId === containerId)).toEqual([]);
+
+    // Removed from outside (docker rm -f): the reaper hears it by the pool id on the label and ends this session.
+    await docker.getContainer(containerId).remove({ force: true });
+    const gone = await waitFor(async () => {
+      const r = await pooled.http.get(`/v1/sessions/${s.id}`);
+      return r.status === 410 ? r : null;
+    }, 30_000, 200);
+    expect(gone.body.error.message).toMatch(/container_(removed|exited)/);
+    expect(await testRedis.exists(`sb:${ns()}:alias:${label}`)).toBe(0);
+  });
+
+  test('DELETE of a session woken into a pool container leaves no container and no alias; cleanup then has nothing of it', async () => {
+    const { s, containerId, label } = await wakeIntoPool('y = 7', 'print(y)', '7\n');
+    expect((await pooled.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
+    expect(await docker.getContainer(containerId).inspect().catch(() => null)).toBeNull();
+    expect((await namespaceContainers(ns())).filter((c) => c.Labels['sessionbox.session-id'] === label)).toHaveLength(0);
+    expect(await testRedis.exists(`sb:${ns()}:alias:${label}`)).toBe(0);
+    const plan = await cli(['cleanup', '--dry-run', '--grace', '0']);
+    expect(plan.actions.filter((a: { sessionId?: string }) => a.sessionId === s.id || a.sessionId === label)).toEqual([]);
+  });
+});
+
+describe('hibernation: a hibernated session holds no live-session slot of its key', () => {
+  const KEY = 'sk-hib-alice-0123456789';
+  const keyed = useSystem({ ...HIBERNATE, SESSIONBOX_API_KEYS: `alice:${KEY}:1` });
+  const alice = () => new Http(keyed.url, { authorization: `Bearer ${KEY}` });
+
+  test('hibernating frees the slot; waking over the cap is a 429 that changes nothing; with room it wakes', async () => {
+    const http = alice();
+    const a = await http.createSession({ ttlSeconds: 10 });
+    await http.run(a.id, 'x = 5');
+    await waitFor(async () => (await http.get(`/v1/sessions/${a.id}`)).body.status === 'hibernated', 60_000, 250);
+
+    // The slot a held is free: a second live session fits under the cap of 1.
+    const b = await http.createSession({ ttlSeconds: 600, onIdle: 'destroy' });
+    expect(b.status).toBe('ready');
+
+    const refused = await http.post(`/v1/sessions/${a.id}/executions?wait=true`, { code: 'print(x)' });
+    expectRateLimited(refused, 'sessions', 1);
+    expect((await http.get(`/v1/sessions/${a.id}`)).body.status).toBe('hibernated');
+    expect(await containersOf(keyed, a.id)).toHaveLength(0);
+    expect(archivesOf(keyed, a.id)).toHaveLength(1);
+
+    expect((await http.delete(`/v1/sessions/${b.id}`)).status).toBe(204);
+    const woke = await http.run(a.id, 'print(x)');
+    expect(woke).toMatchObject({ status: 'succeeded', restored: true, stdout: '5\n' });
+    // Awake it holds the slot again.
+    expectRateLimited(await http.post('/v1/sessions', {}), 'sessions', 1);
+    expect((await http.delete(`/v1/sessions/${a.id}`)).status).toBe(204);
+  });
+});
+
+describe('hibernation: a session used while it is being saved stays live', () => {
+  const busy = useSystem(HIBERNATE);
+
+  test('an execution submitted while the hibernate op runs cancels it: same container, state kept, no saved copy left', async () => {
+    const s = await busy.http.createSession({ ttlSeconds: 10 });
+    // Saving `slow` takes seconds (dill calls __getstate__), which holds the hibernate op open.
+    const setup = await busy.http.run(s.id, 'import time\nclass Slow:\n    def __getstate__(self):\n        time.sleep(2)\n        return {}\nslow = Slow()\nx = 11\nprint("ok")');
+    expect(setup.stdout).toBe('ok\n');
+    const [before] = await containersOf(busy, s.id);
+    // The reaper's claim takes it off the expiry index just before it sends the hibernate op.
+    await waitFor(async () => (await testRedis.zscore(`sb:${busy.config.namespace}:expiry`, s.id)) === null, 60_000, 50);
+    const used = await busy.http.run(s.id, "import os\nprint(x, os.path.exists('/work/.sessionbox-state.dill'))");
+    expect(used.status).toBe('succeeded');
+    expect(used.restored).toBeUndefined();
+    // The hibernation ran to its check, saw the use and gave up: its state file is gone once it has.
+    await waitFor(async () => (await busy.http.run(s.id, "import os\nprint(os.path.exists('/work/.sessionbox-state.dill'))")).stdout === 'False\n', 30_000, 500);
+    expect(used.stdout).toMatch(/^11 (True|False)\n$/);
+    const after = await busy.http.get(`/v1/sessions/${s.id}`);
+    expect(after.body.status).toBe('ready');
+    expect((await containersOf(busy, s.id)).map((c) => c.Id)).toEqual([before.Id]);
+    expect(archivesOf(busy, s.id)).toHaveLength(0);
+    const worker = await (await fetch(`${busy.worker!.http!.url}/metrics`)).text();
+    expect(sample(worker, 'sessionbox_hibernation_total', { event: 'cancelled' })).toBe(1);
+    expect(sample(worker, 'sessionbox_hibernation_total', { event: 'hibernated' })).toBe(0);
+    expect((await busy.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
   });
 });
 

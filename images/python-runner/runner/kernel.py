@@ -11,7 +11,7 @@ control pipes carry one JSON object per line:
   <- {"ev": "figure", "index", "pngB64", "width", "height"}   any number per exec
   <- {"ev": "note", "text"}                                   any number per exec
   <- {"ev": "done", "id", "status": "succeeded"|"failed", "result", "error"}   one per exec
-  -> {"op": "dump"|"load", "id", "path", "maxBytes"}   hibernation (state.py); done's result is JSON
+  -> {"op": "dump"|"load", "id", "path", "maxBytes", "archive"?}   hibernation (state.py); done's result is JSON
 
 After "ready" and after each "done" it stops itself (SIGSTOP) until the supervisor continues it
 with the next request: the supervisor ends a run only once the kernel is stopped, so user code
@@ -475,7 +475,10 @@ class Kernel:
             if req["op"] == "dump":
                 out = state.dump(self.ns, str(req["path"]), int(req.get("maxBytes", 1 << 30)))
             else:
+                extracted = state.extract(req["archive"]) if isinstance(req.get("archive"), str) else None
                 out = state.load(self.ns, str(req["path"]))
+                if extracted is not None:
+                    out["extracted"] = extracted
             status, result = "succeeded", json.dumps(out)
         except BaseException as exc:
             error = {"name": type(exc).__name__, "value": str(exc)[:2000], "traceback": ""}

@@ -368,8 +368,11 @@ class Supervisor:
     def queue_state_op(self, req_id, req, kernel_op):
         if not isinstance(req.get("path"), str):
             raise FileError(ErrorCode.BAD_REQUEST, "path must be a string")
+        archive = req.get("archive")
+        if archive is not None and (kernel_op != "load" or not isinstance(archive, str)):
+            raise FileError(ErrorCode.BAD_REQUEST, "archive must be a base64 string, and only for wake")
         self.queue.append({
-            "id": req_id, "kernelOp": kernel_op, "path": req["path"],
+            "id": req_id, "kernelOp": kernel_op, "path": req["path"], "archive": archive,
             "maxBytes": int_field(req, "maxBytes", 1 << 30),
             "timeoutMs": int_field(req, "timeoutMs", DEFAULT_TIMEOUT_MS),
             "maxOutputBytes": DEFAULT_MAX_OUTPUT, "maxFigures": 0,
@@ -598,6 +601,8 @@ class Supervisor:
             # Continued only once the request is in the pipe (continued without one, it stops again).
             if "kernelOp" in req:
                 msg = {"op": req["kernelOp"], "id": run.id, "path": req["path"], "maxBytes": req["maxBytes"]}
+                if req.get("archive") is not None:
+                    msg["archive"] = req["archive"]
             else:
                 msg = {
                     "op": "exec", "id": run.id, "code": req["code"], "maxFigures": req["maxFigures"],

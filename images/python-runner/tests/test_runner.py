@@ -572,6 +572,44 @@ class RunnerTest(unittest.TestCase):
         error = self.s.fileop("extract", b"not a tarball")[-1]
         self.assertEqual(error["code"], "bad_request")
 
+    def test_hibernate_then_wake_with_the_archive_in_the_op(self):
+        self.run_ok("import os\nos.makedirs('keep', exist_ok=True)\nopen('keep/a.txt', 'w').write('kept')\nx = 41\ndef inc(v):\n    return v + 1")
+        done = self.s.request("hibernate", path=os.path.join(self.s.workdir, ".state.dill"), maxBytes=1 << 24)[-1]
+        self.assertEqual(done["status"], "succeeded", done)
+        events = self.s.fileop("archive", maxBytes=1 << 24)
+        archive = b"".join(base64.b64decode(e["dataB64"]) for e in events if e["ev"] == "file_chunk")
+        self.s.fileop("file_delete", path=".state.dill")
+        self.s.fileop("file_delete", path="keep")
+        error = self.s.request("hibernate", path="x", archive="AAAA")[-1]
+        self.assertEqual((error["ev"], error["code"]), ("error", "bad_request"))
+        # A fresh supervisor, as a woken session gets: the archive travels in the wake op itself.
+        woken = Session()
+        try:
+            woken.wait_ready()
+            state = os.path.join(woken.workdir, ".state.dill")
+            done = woken.request("wake", path=state, archive=self.b64(archive))[-1]
+            self.assertEqual(done["status"], "succeeded", done)
+            summary = json.loads(done["result"])
+            self.assertGreaterEqual(summary["extracted"], 2)
+            self.assertIn("inc", summary["restored"])
+            self.assertFalse(os.path.exists(state))
+            events, done = woken.exec("print(inc(x), open('keep/a.txt').read())")
+            self.assertEqual(woken.output(events), "42 kept\n")
+            # Only regular files and directories inside /work, as for extract; the namespace is left alone.
+            bad = io.BytesIO()
+            with tarfile.open(fileobj=bad, mode="w:gz") as tar:
+                info = tarfile.TarInfo("../escape.txt")
+                info.size = 1
+                tar.addfile(info, io.BytesIO(b"x"))
+            done = woken.request("wake", path=state, archive=self.b64(bad.getvalue()))[-1]
+            self.assertEqual(done["status"], "failed")
+            self.assertIn("escape", done["error"]["value"])
+            self.assertFalse(os.path.exists(os.path.join(woken.tmp, "escape.txt")))
+            events, _ = woken.exec("print(x)")
+            self.assertEqual(woken.output(events), "41\n")
+        finally:
+            woken.close()
+
     def test_fileops_ignores_user_site_and_python_env(self):
         # HOME is the work dir in the container: code there must not run inside fileops.py
         site = os.path.join(self.s.workdir, "plant")

@@ -6,7 +6,7 @@ import { RateLimitedError } from '../errors/errors';
 import { defineScripts } from '../infra/redis-scripts';
 import { Keys } from '../infra/keys';
 import type { Caller } from './caller';
-import type { SessionStore } from '../sessions/session-store';
+import { throwOnMultiError, type SessionStore } from '../sessions/session-store';
 import { errMsg } from '../infra/err-msg';
 
 export interface OwnerLimits {
@@ -159,6 +159,17 @@ export class KeyLimits {
     };
   }
 
+  /** Gives back a session's slot and what it held against the budgets (it hibernated: no container). */
+  async releaseSession(owner: string, sessionId: string): Promise<void> {
+    if (owner === '*') return;
+    await this.opts.redis
+      .multi()
+      .zrem(this.k.ownerSessions(owner), sessionId)
+      .hdel(this.k.ownerResources(owner), sessionId)
+      .exec()
+      .then(throwOnMultiError);
+  }
+
   /**
    * Counts an execution as in flight for its owner, or throws 429: the owner already has its cap of
    * unfinished executions (`queued_executions`), or its cap of sessions with code in flight
@@ -231,7 +242,8 @@ export class KeyLimits {
     const recs = await this.opts.store.getMany(ids);
     let soonest: number | null = null;
     recs.forEach((rec, i) => {
-      if (!rec || rec.status === 'terminated') drop.push(ids[i]);
+      // A hibernated session has no container: it holds no slot until it wakes (which takes one).
+      if (!rec || rec.status === 'terminated' || rec.status === 'hibernated') drop.push(ids[i]);
       else soonest = soonest === null ? rec.expiresAt : Math.min(soonest, rec.expiresAt);
     });
     if (drop.length) {

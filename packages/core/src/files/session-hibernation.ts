@@ -17,6 +17,8 @@ import type { SessionArchives } from './session-archives';
 export const STATE_PATH = '/work/.sessionbox-state.dill';
 const STATE_TIMEOUT_MS = 120_000;
 const WAKE_LOCK_MS = 180_000;
+/** Archives up to this size travel inside the wake op (base64, well under the runner's 64 MiB request line). */
+const INLINE_ARCHIVE_BYTES = 16 * 1024 * 1024;
 
 export interface SessionHibernationOptions {
   sessions: SessionService;
@@ -42,6 +44,8 @@ interface DumpSummary {
 interface LoadSummary {
   restored: string[];
   notes: string[];
+  /** Files the kernel unpacked from an archive sent with the op (absent: it unpacked none). */
+  extracted?: number;
 }
 
 function histogram(metrics: Metrics | undefined): Histogram<string> {
@@ -114,6 +118,11 @@ export class SessionHibernation {
     // The container goes first, so a session that reads as hibernated has none.
     await this.opts.sessions.runtime(rec.host).remove(rec.containerId);
     await this.opts.sessions.store.hibernate(rec, Date.now(), wakeUntil);
+    // A hibernated session holds no live-session slot of its key; waking takes one again.
+    // Best effort: a slot left behind is dropped by the key's next prune (it skips hibernated sessions).
+    await this.opts.sessions.opts.limits
+      ?.releaseSession(rec.owner, rec.id)
+      .catch((err) => this.opts.logger.warn({ sessionId: rec.id, err: String(err) }, 'could not release the key slot of a hibernated session'));
     this.events.inc({ event: 'hibernated' });
     this.objects.inc({ outcome: 'saved' }, summary.saved.length + summary.modules.length);
     this.objects.inc({ outcome: 'unsaved' }, summary.skipped.length);
@@ -155,33 +164,53 @@ export class SessionHibernation {
 
   private async wakeLocked(rec: SessionRecord): Promise<SessionRecord> {
     const started = process.hrtime.bigint();
+    const ms = () => Math.round(Number(process.hrtime.bigint() - started) / 1e6);
     const info = await this.opts.archives.archiveInfo(rec.id);
     if (!info) throw new SessionboxError('hibernation_lost', `the saved state of session ${rec.id} is gone`, 410);
-    const data = await this.opts.archives.archiveBytes(info);
-    const { host, containerId, reservation } = await this.opts.sessions.recreateContainer(rec);
-    const live: SessionRecord = { ...rec, host, containerId, status: 'ready' };
+    // The archive is read while the container is found (a warm-pool one, or made cold).
+    const [read, placed] = await Promise.allSettled([this.opts.archives.archiveBytes(info), this.opts.sessions.wakeContainer(rec, WAKE_LOCK_MS)]);
+    if (placed.status === 'rejected') throw placed.reason;
+    const target = placed.value;
+    const { host, containerId } = target;
+    const live: SessionRecord = { ...rec, host, containerId, containerLabel: target.containerLabel, status: 'ready' };
+    const phases: Record<string, number> = { container: ms() };
     let summary: LoadSummary;
     try {
-      const maxBytes = Math.max(this.opts.archives.opts.maxArchiveBytes, data.length);
-      await this.opts.fileops.run(live, { op: 'extract', size: data.length, maxBytes }, { data });
-      summary = await this.kernelOp<LoadSummary>(live, 'wake');
+      if (read.status === 'rejected') throw read.reason;
+      const data = read.value;
+      // A small archive goes to the kernel with the wake op, which unpacks it itself: no `docker exec` (150-300 ms here).
+      const inline = data.length <= INLINE_ARCHIVE_BYTES ? await this.kernelOp<LoadSummary>(live, 'wake', { archive: data.toString('base64') }) : null;
+      if (inline && inline.extracted !== undefined) {
+        summary = inline;
+      } else {
+        // Too big to send inline, or an image whose kernel does not unpack (it then found no state and changed nothing).
+        const maxBytes = Math.max(this.opts.archives.opts.maxArchiveBytes, data.length);
+        await this.opts.fileops.run(live, { op: 'extract', size: data.length, maxBytes }, { data });
+        phases.extract = ms();
+        summary = await this.kernelOp<LoadSummary>(live, 'wake');
+      }
+      phases.load = ms();
     } catch (err) {
-      await this.opts.sessions.runtime(host).remove(containerId).catch(() => undefined);
-      await reservation?.release();
+      await target.abandon();
       this.events.inc({ event: 'wake_failed' });
       throw err;
     }
     const now = Date.now();
-    await this.opts.sessions.store.wake(rec, host, containerId, summary.notes, now);
-    await reservation?.commit(rec.id);
-    // Live again: the next hibernation writes a new archive; this one would only sit on disk until wakeUntil.
-    await this.opts.archives.drop(rec.id).catch((err) => this.opts.logger.warn({ sessionId: rec.id, err: String(err) }, 'could not delete the archive of a woken session'));
+    await this.opts.sessions.store.wake(rec, host, containerId, summary.notes, now, target.containerLabel);
+    await Promise.all([
+      target.commit(),
+      // Live again: the next hibernation writes a new archive; this one would only sit on disk until wakeUntil.
+      this.opts.archives.drop(rec.id).catch((err) => this.opts.logger.warn({ sessionId: rec.id, err: String(err) }, 'could not delete the archive of a woken session')),
+    ]);
     this.events.inc({ event: 'woken' });
     this.objects.inc({ outcome: 'restored' }, summary.restored.length);
     this.objects.inc({ outcome: 'unrestored' }, summary.notes.length);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.wakeSeconds.observe(seconds);
-    this.opts.logger.info({ sessionId: rec.id, host, containerId, seconds, notes: summary.notes }, 'session woke from hibernation');
+    this.opts.logger.info(
+      { sessionId: rec.id, host, containerId, warm: !!target.containerLabel, seconds, phasesMs: { ...phases, done: ms() }, notes: summary.notes },
+      'session woke from hibernation',
+    );
     return { ...live, hibernatedAt: null, wakeUntil: null, lastActiveAt: now, expiresAt: now + rec.ttlSeconds * 1000 };
   }
 }

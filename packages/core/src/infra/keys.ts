@@ -103,6 +103,13 @@ export class Keys {
   hostCommitted(host: string) {
     return `${this.prefix}host:${host}:committed`;
   }
+  /**
+   * string: the session a container serves when its `sessionbox.session-id` label names another id
+   * (a hibernated session woken into a warm-pool container, whose labels cannot change).
+   */
+  containerAlias(labelId: string) {
+    return `${this.prefix}alias:${labelId}`;
+  }
   /** list of a host's warm containers of one tier (JSON `PoolEntry` each), oldest first. */
   pool(host: string, tier: PoolTier = 'eager') {
     return tier === 'eager' ? `${this.prefix}pool:${host}` : `${this.prefix}pool:${host}:${tier}`;

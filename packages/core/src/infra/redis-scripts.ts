@@ -11,7 +11,8 @@ const SCRIPTS = {
   sbSessionTouch: { file: 'session-touch', numberOfKeys: 2 },
   sbSessionSetStatusIfLive: { file: 'session-set-status-if-live', numberOfKeys: 1 },
   sbSessionClaimExpired: { file: 'session-claim-expired', numberOfKeys: 2 },
-  sbSessionTerminate: { file: 'session-terminate', numberOfKeys: 3 },
+  sbSessionTerminate: { file: 'session-terminate', numberOfKeys: 4 },
+  sbSessionRequeueExpiry: { file: 'session-requeue-expiry', numberOfKeys: 2 },
   sbSessionAdvanceTurn: { file: 'session-advance-turn', numberOfKeys: 1 },
   sbKeyReserveSession: { file: 'key-reserve-session', numberOfKeys: 2 },
   sbKeyAdmitExecution: { file: 'key-admit-execution', numberOfKeys: 1 },
@@ -31,8 +32,10 @@ declare module 'ioredis' {
     sbSessionSetStatusIfLive(session: string, status: string): Result<number, Context>;
     /** KEYS session, expiry; ARGV id, now → 1 for exactly one caller when expired and idle. */
     sbSessionClaimExpired(session: string, expiry: string, id: string, now: Arg): Result<number, Context>;
-    /** KEYS session, expiry, host set; ARGV id, now, reason, tombstone ms → 1 when it ended now. */
-    sbSessionTerminate(session: string, expiry: string, hostSessions: string, id: string, now: Arg, reason: string, tombstoneMs: Arg): Result<number, Context>;
+    /** KEYS session, expiry, host set, container alias; ARGV id, now, reason, tombstone ms → 1 when it ended now (the alias goes if it names this session). */
+    sbSessionTerminate(session: string, expiry: string, hostSessions: string, alias: string, id: string, now: Arg, reason: string, tombstoneMs: Arg): Result<number, Context>;
+    /** KEYS session, expiry; ARGV id → 1 when put back in the expiry index at its recorded expiry (not once terminated). */
+    sbSessionRequeueExpiry(session: string, expiry: string, id: string): Result<number, Context>;
     /** KEYS session; ARGV seq → moves the turn past `seq`. */
     sbSessionAdvanceTurn(session: string, seq: Arg): Result<number, Context>;
     /** KEYS owner sessions, owner resources; ARGV max, score, token, max memory, max cpus, memory, cpus → 'ok' or what refused it ('sessions', 'memory_mb', 'cpus'). */

@@ -101,6 +101,10 @@ async function applyOne(ctx: CleanupContext, a: CleanupAction, plan: CleanupPlan
       if (a.sessionId) {
         const rec = await store.get(a.sessionId);
         if (rec && rec.status !== 'terminated' && sameContainer(rec.containerId, a.containerId)) throw new Skip('a live session uses it now');
+        // A warm-pool container a hibernated session woke (or is waking) into since the plan.
+        const aliased = await store.sessionForLabel(a.sessionId);
+        const woken = aliased !== a.sessionId ? await store.get(aliased) : null;
+        if (woken && (woken.status === 'hibernated' || sameContainer(woken.containerId, a.containerId))) throw new Skip(`session ${aliased} woke into it`);
       }
       const pool = await ctx.inventory.readPool([a.host!]).catch((err) => {
         if (a.pooled) throw err; // a pool container is only removed once the list says it is not there

@@ -65,13 +65,30 @@ export async function planCleanup(ctx: CleanupContext, input: CleanupPlanOptions
     }
   }
 
+  // A woken session may run in a warm-pool container whose label names the id it was pooled
+  // under: the record's containerId says whose it is, and an alias covers a wake under way.
+  const liveByContainer = new Map([...(records?.values() ?? [])].filter((r) => r.status !== 'terminated').map((r) => [r.containerId, r] as const));
+  const aliases = records ? await readAliases(ctx, containers.values(), records) : new Map<string, string>();
+  /** The live session a container serves (by its label or by a record pointing at it), if any. */
+  const servedBy = (c: ContainerInfo, labelId: string | null): SessionRecord | undefined => {
+    if (!records) return undefined;
+    const own = labelId ? records.get(labelId) : undefined;
+    if (own && own.status !== 'terminated' && sameContainer(own.containerId, c.id)) return own;
+    const pointing = liveByContainer.get(c.id) ?? [...liveByContainer.values()].find((r) => sameContainer(r.containerId, c.id));
+    if (pointing) return pointing;
+    const aliased = labelId ? records.get(aliases.get(labelId) ?? '') : undefined;
+    // Its alias names a session still waking into it (the alias lapses if that wake died).
+    return aliased && (aliased.status === 'hibernated' || sameContainer(aliased.containerId, c.id)) ? aliased : undefined;
+  };
+
   let unjudged = 0;
   for (const c of containers.values()) {
     const bornAt = containerBornAt(c);
     if (now - bornAt < o.graceMs || !old(bornAt)) continue;
     const sessionId = c.labels[Labels.sessionId] ?? null;
     const pooled = c.labels[Labels.pool] === 'true';
-    const base = { sessionId, host: c.host, containerId: c.id, pooled };
+    const served = servedBy(c, sessionId);
+    const base = { sessionId: served?.id ?? sessionId, host: c.host, containerId: c.id, pooled };
     if (o.all) {
       const entry = findPoolEntry(pool, c.id, sessionId);
       actions.push({ kind: 'all', ...base, reason: `--all (${c.state})`, ...(entry ? { poolEntry: { key: entry.key, raw: entry.raw } } : {}) });
@@ -82,8 +99,8 @@ export async function planCleanup(ctx: CleanupContext, input: CleanupPlanOptions
       unjudged++;
       continue;
     }
+    if (served) continue;
     const rec = sessionId ? records.get(sessionId) : undefined;
-    if (rec && rec.status !== 'terminated' && sameContainer(rec.containerId, c.id)) continue;
     if (findPoolEntry(pool, c.id, sessionId)) continue;
     if (pooled && !pool) continue;
     const reason = !sessionId
@@ -123,6 +140,12 @@ export async function planCleanup(ctx: CleanupContext, input: CleanupPlanOptions
   }
 
   return { namespace: ctx.opts.namespace, hosts, plannedAt: now, all: o.all, actions, warnings, unlistedHosts, recordsError };
+}
+
+/** The aliases (`Keys.containerAlias`) of the labels that name no record: a woken session's warm-pool container. */
+async function readAliases(ctx: CleanupContext, containers: Iterable<ContainerInfo>, records: Map<string, SessionRecord>): Promise<Map<string, string>> {
+  const labels = [...containers].map((c) => c.labels[Labels.sessionId]).filter((id): id is string => !!id && !records.has(id));
+  return ctx.opts.sessions.store.aliasesOf(labels);
 }
 
 function fmtAgo(ms: number): string {

@@ -102,9 +102,12 @@ export class Reaper {
     }
   }
 
-  private async onContainerDeath(sessionId: string, containerId: string) {
+  /** `labelId`: the container's session-id label (a woken session's warm-pool container names another id, mapped back by its alias). */
+  private async onContainerDeath(labelId: string, containerId: string) {
     if (this.stopped) return; // a death seen just before stop(): the next worker's reconcile settles it
+    let sessionId = labelId;
     try {
+      sessionId = await this.opts.sessions.store.sessionForLabel(labelId);
       const rec = await this.opts.sessions.store.get(sessionId);
       if (!rec || rec.status === 'terminated' || rec.status === 'hibernated' || rec.containerId !== containerId) return;
       const info = await this.runtime.inspect(containerId);
@@ -146,7 +149,9 @@ export class Reaper {
       return true;
     } catch (err) {
       logger.error({ sessionId: rec.id, host, containerId: rec.containerId, err: errMsg(err) }, 'could not reap an expired session; will retry');
-      await sessions.store.touch(rec.id, now - rec.ttlSeconds * 1000).catch(() => undefined);
+      // Back in the expiry index at its recorded expiry (already past), so the next pass claims it
+      // again: a live session and a hibernated one past its wakeUntil alike.
+      await sessions.store.requeueExpiry(rec.id).catch(() => undefined);
       return false;
     }
   }

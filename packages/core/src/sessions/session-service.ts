@@ -55,6 +55,18 @@ export interface TerminateOptions {
   forget?: boolean;
 }
 
+/** Where a waking session goes (`SessionService.wakeContainer`). */
+export interface WakeContainer {
+  host: string;
+  containerId: string;
+  /** The container's session-id label when it is not the session's own (a warm-pool container), else null. */
+  containerLabel: string | null;
+  /** After the record is live again: the host's memory and the key's slot now count this session. */
+  commit(): Promise<void>;
+  /** The wake failed: container removed, alias, memory and slot given back. */
+  abandon(): Promise<void>;
+}
+
 export interface CreateExtra {
   restoredFrom?: string | null;
   /** The container gets the engine's bridge network (the dify-sandbox drop-in, when the operator allows it). */
@@ -331,23 +343,52 @@ export class SessionService {
   }
 
   /**
-   * A new container for an existing session id (a wake): same limits, labels and owner, placed like
-   * a create (`reservation` is committed once the record is live again, released if the wake fails).
+   * A container for a hibernated session to wake into: its key's live-session slot is taken first
+   * (429 over the cap, with nothing made), then it is placed like a create. A default-limit session
+   * takes a warm-pool container when one is listed: its label names the id it was pooled under, so
+   * an alias (`Keys.containerAlias`) maps that id to this session, lapsing after `aliasTtlMs` unless
+   * the wake completes (`SessionStore.wake` keeps it). `commit` once the record is live again;
+   * `abandon` removes the container and gives everything back.
    */
-  async recreateContainer(rec: SessionRecord): Promise<{ host: string; containerId: string; reservation: HostReservation | null }> {
-    const now = Date.now();
-    const { host, reservation } = await this.placeWithin(rec.limits);
+  async wakeContainer(rec: SessionRecord, aliasTtlMs: number): Promise<WakeContainer> {
+    const slot = this.opts.limits ? await this.opts.limits.reserveSession({ owner: rec.owner }, rec.limits) : null;
+    let placed: { host: string; reservation: HostReservation | null } | null = null;
+    let claimed: { sessionId: string; containerId: string } | null = null;
     try {
-      const containerId = await this.runtime(host).createSessionContainer({
-        name: sessionContainerName(this.opts.namespace, rec.id),
-        image: this.opts.image,
-        labels: sessionLabels({ namespace: this.opts.namespace, sessionId: rec.id, host, now, expiresAt: now + rec.ttlSeconds * 1000 }),
-        limits: rec.limits,
-        runtime: this.opts.ociRuntime,
-      });
-      return { host, containerId, reservation };
+      placed = await this.placeWithin(rec.limits);
+      const { host, reservation } = placed;
+      const now = Date.now();
+      claimed = sameLimits(rec.limits, DEFAULT_LIMITS) && this.opts.claimWarm ? await this.opts.claimWarm(host) : null;
+      if (claimed) await this.opts.store.aliasContainer(claimed.sessionId, rec.id, aliasTtlMs);
+      const containerId =
+        claimed?.containerId ??
+        (await this.runtime(host).createSessionContainer({
+          name: sessionContainerName(this.opts.namespace, rec.id),
+          image: this.opts.image,
+          labels: sessionLabels({ namespace: this.opts.namespace, sessionId: rec.id, host, now, expiresAt: now + rec.ttlSeconds * 1000 }),
+          limits: rec.limits,
+          runtime: this.opts.ociRuntime,
+          // The saved state imports what it needs as it loads (a session with no pandas skips its import).
+          lazyImports: true,
+        }));
+      const labelId = claimed?.sessionId ?? null;
+      this.opts.logger.debug({ sessionId: rec.id, host, containerId, warm: !!claimed }, 'container for a wake');
+      return {
+        host,
+        containerId,
+        containerLabel: labelId,
+        commit: async () => {
+          await Promise.all([reservation?.commit(rec.id), slot?.commit(rec.id)]);
+        },
+        abandon: async () => {
+          await this.runtime(host).remove(containerId).catch(() => undefined);
+          if (labelId) await this.opts.store.dropContainerAlias(labelId, rec.id).catch(() => undefined);
+          await Promise.all([reservation?.release(), slot?.release()]);
+        },
+      };
     } catch (err) {
-      await reservation?.release();
+      if (claimed && placed) await this.runtime(placed.host).remove(claimed.containerId).catch(() => undefined);
+      await Promise.all([placed?.reservation?.release(), slot?.release()]);
       throw err;
     }
   }

@@ -22,6 +22,11 @@ export interface SessionRecord {
   onIdle?: OnIdle;
   hibernatedAt?: number | null;
   wakeUntil?: number | null;
+  /**
+   * The `sessionbox.session-id` label of its container when that names another id: a wake took a
+   * warm-pool container (made under an id of its own). `Keys.containerAlias(label)` maps it back.
+   */
+  containerLabel?: string | null;
   /** Set on the record `getLive` returns when that call woke the session: what could not come back. */
   woke?: { notes: string[] };
 }
@@ -158,12 +163,14 @@ export class SessionStore {
   }
 
   /** Marks the record terminated and keeps it as a tombstone (for 410s) until it lapses. */
-  async terminate(rec: Pick<SessionRecord, 'id' | 'host'>, reason: TerminationReason, now = Date.now()): Promise<boolean> {
+  async terminate(rec: Pick<SessionRecord, 'id' | 'host' | 'containerLabel'>, reason: TerminationReason, now = Date.now()): Promise<boolean> {
     const k = this.keys;
     const r = await this.redis.sbSessionTerminate(
       k.session(rec.id),
       k.expiry(),
       k.hostSessions(rec.host),
+      // Its container's alias goes with it (only while it still names this session).
+      k.containerAlias(rec.containerLabel || rec.id),
       rec.id,
       now,
       reason,
@@ -172,26 +179,61 @@ export class SessionStore {
     return r === 1;
   }
 
+  /**
+   * Names `sessionId` as the session of the container labelled `labelId`. With `ttlMs` (a wake under
+   * way) the alias lapses unless `wake` makes it permanent, so a wake that dies leaves none behind.
+   */
+  async aliasContainer(labelId: string, sessionId: string, ttlMs: number): Promise<void> {
+    await this.redis.set(this.keys.containerAlias(labelId), sessionId, 'PX', ttlMs);
+  }
+
+  async dropContainerAlias(labelId: string, sessionId: string): Promise<void> {
+    const key = this.keys.containerAlias(labelId);
+    if ((await this.redis.get(key)) === sessionId) await this.redis.del(key);
+  }
+
+  /** The session a container labelled `labelId` serves: its alias's, else the label's own id. */
+  async sessionForLabel(labelId: string): Promise<string> {
+    return (await this.redis.get(this.keys.containerAlias(labelId))) ?? labelId;
+  }
+
+  /** `sessionForLabel` for many labels in one round trip (null: no alias). */
+  async aliasesOf(labelIds: string[]): Promise<Map<string, string>> {
+    if (labelIds.length === 0) return new Map();
+    const got = await this.redis.mget(...labelIds.map((l) => this.keys.containerAlias(l)));
+    return new Map(labelIds.flatMap((l, i) => (got[i] ? [[l, got[i]!] as const] : [])));
+  }
+
+  /** Puts a session back in the expiry index at its recorded expiry, e.g. after an end that failed (so the next reaper pass tries again). */
+  async requeueExpiry(id: string): Promise<boolean> {
+    return (await this.redis.sbSessionRequeueExpiry(this.keys.session(id), this.keys.expiry(), id)) === 1;
+  }
+
   /** Container gone, state saved (issue 17): off the host's live set, ending for good at `wakeUntil` unless woken. */
-  async hibernate(rec: Pick<SessionRecord, 'id' | 'host'>, now: number, wakeUntil: number): Promise<void> {
+  async hibernate(rec: Pick<SessionRecord, 'id' | 'host' | 'containerLabel'>, now: number, wakeUntil: number): Promise<void> {
     const k = this.keys;
-    await this.redis
-      .multi()
-      .hset(k.session(rec.id), 'status', 'hibernated', 'hibernatedAt', now, 'wakeUntil', wakeUntil, 'expiresAt', wakeUntil)
+    const m = this.redis.multi();
+    if (rec.containerLabel) m.del(k.containerAlias(rec.containerLabel));
+    await m
+      .hset(k.session(rec.id), 'status', 'hibernated', 'hibernatedAt', now, 'wakeUntil', wakeUntil, 'expiresAt', wakeUntil, 'containerLabel', '')
       .zadd(k.expiry(), wakeUntil, rec.id)
       .srem(k.hostSessions(rec.host), rec.id)
       .exec()
       .then(throwOnMultiError);
   }
 
-  /** Live again in a new container; `notes` wait for the next execution (`takeWakeNotes`). */
-  async wake(rec: SessionRecord, host: string, containerId: string, notes: string[], now = Date.now()): Promise<void> {
+  /**
+   * Live again in a new container; `notes` wait for the next execution (`takeWakeNotes`).
+   * `containerLabel`: the container's label id when it is not `rec.id` (a warm-pool container); its alias is kept for good.
+   */
+  async wake(rec: SessionRecord, host: string, containerId: string, notes: string[], now = Date.now(), containerLabel: string | null = null): Promise<void> {
     const k = this.keys;
     const exp = now + rec.ttlSeconds * 1000;
-    await this.redis
-      .multi()
+    const m = this.redis.multi();
+    if (containerLabel) m.set(k.containerAlias(containerLabel), rec.id);
+    await m
       .hset(k.session(rec.id), 'status', 'ready', 'host', host, 'containerId', containerId, 'hibernatedAt', '', 'wakeUntil', '',
-        'lastActiveAt', now, 'expiresAt', exp, 'wokeNotes', JSON.stringify(notes))
+        'lastActiveAt', now, 'expiresAt', exp, 'wokeNotes', JSON.stringify(notes), 'containerLabel', containerLabel ?? '')
       .zadd(k.expiry(), exp, rec.id)
       .sadd(k.hostSessions(host), rec.id)
       .exec()
@@ -289,6 +331,7 @@ function serialize(rec: SessionRecord): Record<string, string> {
     onIdle: rec.onIdle ?? '',
     hibernatedAt: rec.hibernatedAt ? String(rec.hibernatedAt) : '',
     wakeUntil: rec.wakeUntil ? String(rec.wakeUntil) : '',
+    containerLabel: rec.containerLabel ?? '',
   };
 }
 
@@ -311,6 +354,7 @@ function deserialize(h: Record<string, string>): SessionRecord {
     ...(h.onIdle ? { onIdle: h.onIdle as OnIdle } : {}),
     hibernatedAt: h.hibernatedAt ? Number(h.hibernatedAt) : null,
     wakeUntil: h.wakeUntil ? Number(h.wakeUntil) : null,
+    containerLabel: h.containerLabel || null,
   };
 }
 
