@@ -43,8 +43,11 @@ display(fig)
 `;
 
 /** dockerode has the checkpoint calls; its typings do not. */
-const checkpointsOf = async (id: string) =>
-  ((await (docker.getContainer(id) as unknown as { listCheckpoint(): Promise<{ Name: string }[] | null> }).listCheckpoint()) ?? []).map((c) => c.Name);
+const checkpointsOf = async (id: string) => {
+  const list = await (docker.getContainer(id) as unknown as { listCheckpoint(): Promise<unknown> }).listCheckpoint();
+  // With none, the engine's answer is not a JSON list and dockerode hands back its bytes.
+  return Array.isArray(list) ? list.map((c: { Name: string }) => c.Name) : [];
+};
 
 describeIf(missing)('hibernation under runsc by checkpoint/restore (exact state)', () => {
   const sys = useSystem(HIBERNATE);
@@ -62,7 +65,7 @@ describeIf(missing)('hibernation under runsc by checkpoint/restore (exact state)
       }, 90_000, 250)
     ).body;
 
-  test('a generator, a socket with unread data, a DataFrame, a function, a figure and /work come back as they were; the container stays, stopped', async () => {
+  test('a generator, a socket with unread data, a DataFrame, a function, a figure and /work come back as they were; the container stays, stopped; the next hibernation takes the dill path', async () => {
     const s = await sys.http.createSession({ ttlSeconds: 10, onIdle: 'hibernate' });
     expect((await sys.http.run(s.id, SETUP)).stdout).toBe('set up\n');
     const [before] = await containersOf(s.id);
@@ -96,12 +99,15 @@ describeIf(missing)('hibernation under runsc by checkpoint/restore (exact state)
     expect(next.restored).toBeUndefined();
     expect(next.stdout).toBe('30\n');
 
-    // A second idle period checkpoints it again.
+    // A second idle period: a container started from a checkpoint is not checkpointed again (the
+    // engine could not restore it a second time), so this one takes the dill path: the container goes.
     await waitHibernated(s.id);
-    expect(await checkpointsOf(before.Id)).toEqual(['sessionbox-hibernate']);
-    const again = await sys.http.run(s.id, 'print(next(gen), df.shape)');
+    expect(await containersOf(s.id)).toHaveLength(0);
+    const again = await sys.http.run(s.id, "print(df.shape, double(4), open('/work/note.txt').read())");
     expect(again.restored).toBe(true);
-    expect(again.stdout).toBe('40 (3, 2)\n');
+    expect(again.stdout).toBe('(3, 2) 8 kept\n');
+    expect(again.notes.join('\n')).toMatch(/gen was not restored: a generator/);
+    expect(await containersOf(s.id)).toHaveLength(1);
     expect((await sys.http.delete(`/v1/sessions/${s.id}`)).status).toBe(204);
     expect(await containersOf(s.id)).toHaveLength(0);
 

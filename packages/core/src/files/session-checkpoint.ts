@@ -1,6 +1,8 @@
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Counter, Histogram } from 'prom-client';
 import { errMsg } from '../infra/err-msg';
+import { Keys } from '../infra/keys';
 import type { Metrics } from '../infra/metrics';
 import type { ContainerRuntime } from '../runtime/container-runtime';
 import { engineMemoryMb } from '../runtime/docker-runtime';
@@ -15,17 +17,25 @@ import type { SessionArchives } from './session-archives';
 export type HibernationMethod = 'checkpoint' | 'dill';
 
 /**
- * The choice, pure: a checkpoint only under gVisor (runc's CRIU fails on the kernels we run on)
- * and only when the engine allows it (Docker's `experimental`); everything else takes the dill path.
+ * The choice, pure: a checkpoint only under gVisor (runc's CRIU fails on the kernels we run on),
+ * only when the engine allows it (Docker's `experimental`), and only for a container that was
+ * never started from a checkpoint: Docker 20.10 with runsc cannot checkpoint a restored container
+ * cleanly (containerd keeps its task and shim, and the next restore fails with "id already in
+ * use"). Everything else takes the dill path.
  */
-export function hibernationMethod(p: { ociRuntime: string | undefined; engineCheckpoints: boolean }): HibernationMethod {
-  return p.ociRuntime === 'runsc' && p.engineCheckpoints ? 'checkpoint' : 'dill';
+export function hibernationMethod(p: { ociRuntime: string | undefined; engineCheckpoints: boolean; restoredBefore: boolean }): HibernationMethod {
+  return p.ociRuntime === 'runsc' && p.engineCheckpoints && !p.restoredBefore ? 'checkpoint' : 'dill';
 }
+
+/** Field of the session's record: the id of its container once that was started from a checkpoint. */
+const RESTORED_FIELD = 'checkpointRestored';
 
 export interface SessionCheckpointOptions {
   sessions: SessionService;
   archives: SessionArchives;
   fileops: FileOpsClient;
+  redis: Redis;
+  namespace: string;
   /** The dill state file (in /work) that the archive already holds: left out of the checkpoint. */
   statePath: string;
   logger: Logger;
@@ -47,15 +57,21 @@ export type CheckpointWake = { live: SessionRecord } | { notes: string[] };
 export class SessionCheckpoint {
   private readonly events: Counter<'event'>;
   private readonly wakeSeconds: Histogram<string>;
+  private readonly keys: Keys;
 
   constructor(readonly opts: SessionCheckpointOptions) {
+    this.keys = new Keys(opts.namespace);
     this.events = sharedCounter(opts.metrics?.registry, 'sessionbox_hibernation_total', 'Hibernations and wakes', ['event']);
     this.wakeSeconds = sharedHistogram(opts.metrics?.registry, 'sessionbox_wake_seconds', 'Time to wake a hibernated session (container, files, state)');
   }
 
-  private async method(rt: ContainerRuntime, containerId: string): Promise<HibernationMethod> {
-    const [info, engineCheckpoints] = await Promise.all([rt.inspect(containerId), rt.checkpointsSupported().catch(() => false)]);
-    return hibernationMethod({ ociRuntime: info?.ociRuntime, engineCheckpoints });
+  private async method(rt: ContainerRuntime, rec: SessionRecord): Promise<HibernationMethod> {
+    const [info, engineCheckpoints, restored] = await Promise.all([
+      rt.inspect(rec.containerId),
+      rt.checkpointsSupported().catch(() => false),
+      this.opts.redis.hget(this.keys.session(rec.id), RESTORED_FIELD),
+    ]);
+    return hibernationMethod({ ociRuntime: info?.ociRuntime, engineCheckpoints, restoredBefore: restored === rec.containerId });
   }
 
   /**
@@ -64,7 +80,7 @@ export class SessionCheckpoint {
    */
   async hibernate(rec: SessionRecord): Promise<HibernationMethod> {
     const rt = this.opts.sessions.runtime(rec.host);
-    if ((await this.method(rt, rec.containerId)) === 'checkpoint') {
+    if ((await this.method(rt, rec)) === 'checkpoint') {
       const started = Date.now();
       try {
         // The archive holds it; a restored session must not find it in its files.
@@ -110,6 +126,8 @@ export class SessionCheckpoint {
     if (budget && !reservation) return fallBack(`host ${rec.host} has no memory left for it`);
     const now = Date.now();
     try {
+      // Marked first: a container that may have been restored is never checkpointed again.
+      await this.opts.redis.hset(this.keys.session(rec.id), RESTORED_FIELD, rec.containerId);
       await rt.restoreCheckpoint(rec.containerId);
       await this.opts.sessions.store.wake(rec, rec.host, rec.containerId, [], now);
     } catch (err) {

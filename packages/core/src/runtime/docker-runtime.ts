@@ -47,7 +47,7 @@ export const HIBERNATION_CHECKPOINT = 'sessionbox-hibernate';
 
 /** dockerode has these calls (lib/container.js); its typings do not. */
 interface CheckpointCalls {
-  listCheckpoint(): Promise<{ Name: string }[] | null>;
+  listCheckpoint(): Promise<{ Name: string }[] | Buffer | null>;
   createCheckpoint(body: { CheckpointID: string; Exit: boolean }): Promise<unknown>;
   deleteCheckpoint(name: string): Promise<unknown>;
 }
@@ -365,7 +365,8 @@ export class DockerRuntime implements ContainerRuntime {
   async hasCheckpoint(id: string): Promise<boolean> {
     try {
       const list = await withCheckpoints(this.docker.getContainer(id)).listCheckpoint();
-      return (list ?? []).some((c) => c.Name === HIBERNATION_CHECKPOINT);
+      // No checkpoints: the engine's answer is not a JSON list, and dockerode hands back its bytes.
+      return Array.isArray(list) && list.some((c) => c.Name === HIBERNATION_CHECKPOINT);
     } catch (err) {
       if (statusOf(err) === 404) return false;
       throw err;
