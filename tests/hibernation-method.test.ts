@@ -3,7 +3,7 @@ import { hibernationMethod } from '@sessionbox/core';
 // Pure: which path a hibernation takes (the engine without `experimental` cannot be set up on the
 // test machine, whose engine is shared, so the fallback's choice is checked here).
 describe('hibernationMethod', () => {
-  const fresh = { restoredBefore: false };
+  const fresh = { setting: 'auto', restoredBefore: false } as const;
   test('a whole-container checkpoint only under runsc, on an engine that allows checkpoints, for a container never restored', () => {
     expect(hibernationMethod({ ociRuntime: 'runsc', engineCheckpoints: true, ...fresh })).toBe('checkpoint');
   });
@@ -14,6 +14,9 @@ describe('hibernationMethod', () => {
     expect(hibernationMethod({ ociRuntime: undefined, engineCheckpoints: true, ...fresh })).toBe('dill');
   });
   test('a container already started from a checkpoint is not checkpointed again (the engine cannot restore it twice)', () => {
-    expect(hibernationMethod({ ociRuntime: 'runsc', engineCheckpoints: true, restoredBefore: true })).toBe('dill');
+    expect(hibernationMethod({ ociRuntime: 'runsc', engineCheckpoints: true, setting: 'auto', restoredBefore: true })).toBe('dill');
+  });
+  test('never when the operator turned it off (SESSIONBOX_HIBERNATE_CHECKPOINT=off)', () => {
+    expect(hibernationMethod({ ociRuntime: 'runsc', engineCheckpoints: true, setting: 'off', restoredBefore: false })).toBe('dill');
   });
 });

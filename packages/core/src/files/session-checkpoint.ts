@@ -17,14 +17,19 @@ import type { SessionArchives } from './session-archives';
 export type HibernationMethod = 'checkpoint' | 'dill';
 
 /**
- * The choice, pure: a checkpoint only under gVisor (runc's CRIU fails on the kernels we run on),
+ * The choice, pure: a checkpoint only when the operator allows it (`SESSIONBOX_HIBERNATE_CHECKPOINT`), under gVisor (runc's CRIU fails on the kernels we run on),
  * only when the engine allows it (Docker's `experimental`), and only for a container that was
  * never started from a checkpoint: Docker 20.10 with runsc cannot checkpoint a restored container
  * cleanly (containerd keeps its task and shim, and the next restore fails with "id already in
  * use"). Everything else takes the dill path.
  */
-export function hibernationMethod(p: { ociRuntime: string | undefined; engineCheckpoints: boolean; restoredBefore: boolean }): HibernationMethod {
-  return p.ociRuntime === 'runsc' && p.engineCheckpoints && !p.restoredBefore ? 'checkpoint' : 'dill';
+export function hibernationMethod(p: {
+  setting: 'auto' | 'off';
+  ociRuntime: string | undefined;
+  engineCheckpoints: boolean;
+  restoredBefore: boolean;
+}): HibernationMethod {
+  return p.setting === 'auto' && p.ociRuntime === 'runsc' && p.engineCheckpoints && !p.restoredBefore ? 'checkpoint' : 'dill';
 }
 
 /** Field of the session's record: the id of its container once that was started from a checkpoint. */
@@ -36,6 +41,7 @@ export interface SessionCheckpointOptions {
   fileops: FileOpsClient;
   redis: Redis;
   namespace: string;
+  setting: 'auto' | 'off';
   /** The dill state file (in /work) that the archive already holds: left out of the checkpoint. */
   statePath: string;
   logger: Logger;
@@ -66,12 +72,13 @@ export class SessionCheckpoint {
   }
 
   private async method(rt: ContainerRuntime, rec: SessionRecord): Promise<HibernationMethod> {
+    if (this.opts.setting === 'off') return 'dill';
     const [info, engineCheckpoints, restored] = await Promise.all([
       rt.inspect(rec.containerId),
       rt.checkpointsSupported().catch(() => false),
       this.opts.redis.hget(this.keys.session(rec.id), RESTORED_FIELD),
     ]);
-    return hibernationMethod({ ociRuntime: info?.ociRuntime, engineCheckpoints, restoredBefore: restored === rec.containerId });
+    return hibernationMethod({ setting: this.opts.setting, ociRuntime: info?.ociRuntime, engineCheckpoints, restoredBefore: restored === rec.containerId });
   }
 
   /**

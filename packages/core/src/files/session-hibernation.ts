@@ -28,6 +28,8 @@ export interface SessionHibernationOptions {
   retentionSeconds: number;
   /** Operator cap on one session's saved state; null = its memory limit (the smaller wins). */
   maxStateBytes: number | null;
+  /** Under runsc: checkpoint the whole container when the engine allows it (session-checkpoint.ts), or never. */
+  checkpoints: 'auto' | 'off';
   logger: Logger;
   metrics?: Metrics;
 }
@@ -72,7 +74,7 @@ export class SessionHibernation {
     this.events = sharedCounter(opts.metrics?.registry, 'sessionbox_hibernation_total', 'Hibernations and wakes', ['event']);
     this.objects = sharedCounter(opts.metrics?.registry, 'sessionbox_hibernated_objects_total', 'Names saved or not at hibernation', ['outcome']);
     this.wakeSeconds = histogram(opts.metrics);
-    this.checkpoint = new SessionCheckpoint({ ...opts, statePath: STATE_PATH });
+    this.checkpoint = new SessionCheckpoint({ ...opts, setting: opts.checkpoints, statePath: STATE_PATH });
   }
 
   private async kernelOp<T>(rec: SessionRecord, op: 'hibernate' | 'wake', extra: Record<string, unknown> = {}): Promise<T> {
