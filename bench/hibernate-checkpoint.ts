@@ -80,7 +80,7 @@ export async function runCheckpointBatch(
     const wake: number[] = [];
     for (const id of ids) {
       const r = await timed(() => http.run(id, 'print(x)'));
-      if (r.value.stdout !== '42\n' || r.value.restored !== true || r.value.notes?.length) throw new Error(`checkpoint wake print(x): ${JSON.stringify(r.value).slice(0, 400)}`);
+      if (r.value.stdout !== '42\n' || r.value.restored !== true || r.value.notes?.length) throw new Error(`checkpoint wake print(x): restored ${r.value.restored}, notes ${JSON.stringify(r.value.notes)}, stdout ${JSON.stringify(r.value.stdout)}, status ${r.value.status}`);
       wake.push(r.ms);
     }
     return {

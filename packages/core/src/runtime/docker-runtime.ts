@@ -351,10 +351,15 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async checkpoint(id: string): Promise<void> {
-    const container = withCheckpoints(this.docker.getContainer(id));
+    const container = this.docker.getContainer(id);
     // A checkpoint left from an earlier hibernation (its delete failed) would refuse the new one.
     await this.deleteCheckpoint(id);
-    await container.createCheckpoint({ CheckpointID: HIBERNATION_CHECKPOINT, Exit: true });
+    // No `docker exec` may be alive (a file operation just answered but still exiting): gVisor would
+    // save its stdio, host descriptors that do not exist at restore ("failed to set host FD … bad file
+    // descriptor"). The engine drops an exec from ExecIDs once it has exited.
+    const idle = await poll(async () => ((await container.inspect()).ExecIDs?.length ? undefined : true), { tries: 50, delayMs: 100 });
+    if (!idle) throw new Error(`container ${id} still runs a docker exec; not checkpointed`);
+    await withCheckpoints(container).createCheckpoint({ CheckpointID: HIBERNATION_CHECKPOINT, Exit: true });
   }
 
   async restoreCheckpoint(id: string): Promise<void> {
