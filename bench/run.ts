@@ -11,6 +11,7 @@ import { Queue, Worker } from 'bullmq';
 import { DockerRuntime, KernelChannel, Keys } from '@sessionbox/core';
 import { fairShareRow, runFairShare, type FairShareResult } from './fair-share';
 import { hibernateRows, runHibernateBatch, type HibernateResult } from './hibernate';
+import { checkpointRows, runCheckpointBatch, type CheckpointBatch } from './hibernate-checkpoint';
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
 import { benchDifySandbox, difyReportLines, type DifyBenchResult } from './dify-sandbox';
 import { benchBurst, burstReportLines, type BurstResult } from './burst';
@@ -81,12 +82,42 @@ interface Results {
   dify?: DifyBenchResult;
   fairShare?: FairShareResult;
   hibernate?: HibernateResult;
+  /** The same under runsc, hibernated by whole-container checkpoints (when the engine can). */
+  hibernateCheckpoint?: CheckpointBatch;
   burst?: BurstResult;
   cpuProfiles?: ProfileSummary[];
   errors: string[];
 }
 
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+/** The runsc row of the hibernate section: its own api + worker under runsc (null when the engine has no runsc or no experimental). */
+async function benchCheckpoints(p: { mode: Mode; namespace: string; sessions: number; logDir: string }): Promise<CheckpointBatch | null> {
+  const info = await docker.info();
+  if (!info.Runtimes?.runsc || info.ExperimentalBuild !== true) {
+    log('hibernate: no runsc row (runsc is not registered, or the engine runs without "experimental")');
+    return null;
+  }
+  const ns = `${p.namespace}-gv`;
+  log(`hibernate: ${p.sessions} sessions under runsc (x = 42) checkpointed at a 10 s idle TTL, then woken with print(x)`);
+  const prev = process.env.SESSIONBOX_RUNTIME;
+  process.env.SESSIONBOX_RUNTIME = 'runsc';
+  let gv: BenchSystem;
+  try {
+    gv = await startBenchSystem({ mode: p.mode, namespace: ns, poolSize: 0, logDir: p.logDir });
+  } finally {
+    if (prev === undefined) delete process.env.SESSIONBOX_RUNTIME;
+    else process.env.SESSIONBOX_RUNTIME = prev;
+  }
+  const client = new JsonClient(gv.url);
+  try {
+    return await runCheckpointBatch(client, { sessions: p.sessions, namespace: ns, archiveDir: path.join(tmpdir(), `sessionbox-bench-archives-${ns}`), log });
+  } finally {
+    client.close();
+    await gv.stop();
+    await cleanupNamespace(ns).catch(() => undefined);
+  }
+}
 
 async function main() {
   const o = program.parse().opts<{
@@ -199,6 +230,7 @@ async function main() {
     if (want('hibernate')) {
       log(`hibernate: ${n.hibernate} + ${n.hibernate} sessions (x = 42; a DataFrame) at a 10 s idle TTL, then wake each with print(x) (no pool)`);
       res.hibernate = { cold: await runHibernateBatch(http(), { sessions: n.hibernate, namespace, archiveDir, log }) };
+      res.hibernateCheckpoint = (await benchCheckpoints({ mode: o.mode, namespace, sessions: n.hibernate, logDir: resultsDir })) ?? undefined;
     }
 
     // ---- phase 2: with the warm pool ---------------------------------------------------------
@@ -698,6 +730,7 @@ function rows(r: Results): Row[] {
     });
   if (r.fairShare) out.push(fairShareRow(r.fairShare));
   if (r.hibernate) out.push(...hibernateRows(r.hibernate));
+  if (r.hibernateCheckpoint) out.push(...checkpointRows(r.hibernateCheckpoint));
   return out;
 }
 

@@ -2,7 +2,8 @@
 # Brings up everything sessionbox needs on this machine, idempotently:
 #   (a) a Docker engine   (installs docker.io and starts dockerd in the background if needed)
 #   (b) Redis             (installs redis-server and starts it on 127.0.0.1 if needed)
-#   (c) gVisor            (registers an installed runsc as runtime "runsc" in daemon.json;
+#   (c) gVisor            (registers an installed runsc as runtime "runsc" in daemon.json, with
+#                          "experimental": true so that hibernation checkpoints gVisor containers;
 #                          installs runsc when missing if root with apt-get, so the hostile-code
 #                          suite runs under both runtimes; SESSIONBOX_INSTALL_RUNSC=0 opts out)
 #   (d) the session image (scripts/build-runner-image.sh)
@@ -129,12 +130,13 @@ json_merge_runsc() { # prints the merged daemon.json on stdout
   local cur="{}"
   [[ -s $DAEMON_JSON ]] && cur="$(cat "$DAEMON_JSON")"
   if command -v jq >/dev/null 2>&1; then
-    jq -S --arg p "$RUNSC" --argjson a "$RUNSC_ARGS" '.runtimes.runsc = {path: $p, runtimeArgs: $a}' <<<"$cur"
+    jq -S --arg p "$RUNSC" --argjson a "$RUNSC_ARGS" '.runtimes.runsc = {path: $p, runtimeArgs: $a} | .experimental = true' <<<"$cur"
   elif command -v python3 >/dev/null 2>&1; then
     python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
 d.setdefault("runtimes", {})["runsc"] = {"path": sys.argv[2], "runtimeArgs": json.loads(sys.argv[3])}
+d["experimental"] = True
 print(json.dumps(d, indent=2, sort_keys=True))' "$cur" "$RUNSC" "$RUNSC_ARGS"
   else
     return 127
@@ -160,18 +162,23 @@ ensure_runsc_config() {
   [[ -s $DAEMON_JSON ]] && cp -p "$DAEMON_JSON" "$DAEMON_JSON.sessionbox.bak"
   printf '%s\n' "$merged" >"$DAEMON_JSON.tmp.$$" && mv -f "$DAEMON_JSON.tmp.$$" "$DAEMON_JSON"
   DAEMON_JSON_CHANGED=1
-  log "registered runsc ($RUNSC) as Docker runtime \"runsc\" in $DAEMON_JSON"
+  log "registered runsc ($RUNSC) as Docker runtime \"runsc\" (and \"experimental\": true, for checkpoints) in $DAEMON_JSON"
 }
 
-apply_daemon_json_change() { # dockerd already running; make it see the new runtime
+engine_sees_config() { # runsc listed and experimental on
+  docker info --format '{{json .Runtimes}} {{.ExperimentalBuild}}' 2>/dev/null | grep -q '"runsc".* true$'
+}
+
+apply_daemon_json_change() { # dockerd already running; make it see the new runtime and experimental
   [[ $DAEMON_JSON_CHANGED -eq 1 ]] || return 0
   local pid i
   pid="$(dockerd_pid)"
   [[ -n $pid ]] || return 0
-  # Runtimes are reloadable: SIGHUP keeps running session containers alive.
+  # Runtimes are reloadable: SIGHUP keeps running session containers alive. If the engine does not
+  # take "experimental" on a reload, it is restarted below (once, on a machine being set up).
   kill -HUP "$pid" 2>/dev/null || true
   for ((i = 0; i < 20; i++)); do
-    docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' && {
+    engine_sees_config && {
       log "dockerd reloaded its configuration"
       return 0
     }

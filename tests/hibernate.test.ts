@@ -476,9 +476,10 @@ describe('hibernation: records survive a Redis restart; the saved state has a ca
 
 const RUNSC_SKIPPED = runscSkipReason('hibernation');
 
-// Under runsc the same dill path is used: the engine's checkpoint needs dockerd's `experimental`, off here.
+// Under runsc with checkpoints turned off (and on an engine without `experimental`) the dill path is
+// used; the checkpoint path has its own file (tests/hibernate-checkpoint.test.ts).
 (RUNSC_SKIPPED ? describe.skip : describe)(`hibernation under runsc (dill path)${RUNSC_SKIPPED ? ` [skipped: ${RUNSC_SKIPPED}]` : ''}`, () => {
-  const gv = useSystem({ ...HIBERNATE, SESSIONBOX_RUNTIME: 'runsc' });
+  const gv = useSystem({ ...HIBERNATE, SESSIONBOX_RUNTIME: 'runsc', SESSIONBOX_HIBERNATE_CHECKPOINT: 'off' });
 
   test('a DataFrame, a function and a figure survive hibernation under gVisor; the socket is named', async () => {
     const s = await gv.http.createSession({ ttlSeconds: 10 });

@@ -31,6 +31,16 @@ export function runscSkipReason(suite: string): string | null {
   return reason;
 }
 
+/** Why whole-container checkpoints cannot run here (the engine's `experimental` is off), or null when they can. */
+export function checkpointUnavailable(): string | null {
+  try {
+    const on = execFileSync('docker', ['info', '--format', '{{.ExperimentalBuild}}'], { encoding: 'utf8' }).trim();
+    return on === 'true' ? null : 'the Docker engine runs without "experimental": true (scripts/ensure-infra.sh sets it in daemon.json), so it cannot checkpoint';
+  } catch (err) {
+    return `docker info failed: ${(err as Error).message.split('\n')[0]}`;
+  }
+}
+
 /** Python source from an indented template (raw: backslashes reach Python as written). */
 export function py(strings: TemplateStringsArray, ...values: unknown[]): string {
   const text = String.raw({ raw: strings.raw }, ...values).replace(/^\n/, '');

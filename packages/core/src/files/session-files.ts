@@ -26,6 +26,8 @@ export interface SessionFilesOptions {
   hibernateRetentionSeconds: number;
   /** Cap on one session's saved state; null = its memory limit. */
   hibernateMaxStateBytes: number | null;
+  /** Under runsc: checkpoint the whole container when the engine allows it (`auto`), or never (`off`). */
+  hibernateCheckpoint?: 'auto' | 'off';
   logger: Logger;
   metrics?: Metrics;
   requestTimeoutMs?: number;
@@ -45,7 +47,7 @@ export class SessionFiles {
     const fileops = new FileOpsClient((host) => opts.sessions.runtime(host), opts.requestTimeoutMs);
     this.live = new LiveFiles({ ...opts, fileops });
     this.archives = new SessionArchives({ ...opts, fileops });
-    this.hibernation = new SessionHibernation({ ...opts, fileops, archives: this.archives, retentionSeconds: opts.hibernateRetentionSeconds, maxStateBytes: opts.hibernateMaxStateBytes });
+    this.hibernation = new SessionHibernation({ ...opts, fileops, archives: this.archives, retentionSeconds: opts.hibernateRetentionSeconds, maxStateBytes: opts.hibernateMaxStateBytes, checkpoints: opts.hibernateCheckpoint ?? 'auto' });
   }
 
   sessionCap(rec: Pick<SessionRecord, 'limits'>): number {
@@ -127,5 +129,6 @@ export function createSessionFiles(
     archiveDir: config.archiveDir,
     hibernateRetentionSeconds: config.hibernateRetentionSeconds,
     hibernateMaxStateBytes: config.hibernateMaxStateBytes,
+    hibernateCheckpoint: config.hibernateCheckpoint,
   });
 }

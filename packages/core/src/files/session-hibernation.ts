@@ -11,6 +11,7 @@ import type { SessionService } from '../sessions/session-service';
 import type { SessionRecord } from '../sessions/session-store';
 import { sharedCounter } from './file-metrics';
 import type { FileOpsClient } from './fileops-client';
+import { SessionCheckpoint } from './session-checkpoint';
 import type { SessionArchives } from './session-archives';
 
 /** Where the kernel writes the saved namespace; it travels in the files archive and is removed on wake. */
@@ -29,6 +30,8 @@ export interface SessionHibernationOptions {
   retentionSeconds: number;
   /** Operator cap on one session's saved state; null = its memory limit (the smaller wins). */
   maxStateBytes: number | null;
+  /** Under runsc: checkpoint the whole container when the engine allows it (session-checkpoint.ts), or never. */
+  checkpoints: 'auto' | 'off';
   logger: Logger;
   metrics?: Metrics;
 }
@@ -67,12 +70,15 @@ export class SessionHibernation {
   private readonly objects: Counter<'outcome'>;
   private readonly wakeSeconds: Histogram<string>;
   private readonly waking = new Map<string, Promise<SessionRecord>>();
+  /** Under gVisor: the whole container is checkpointed as well, and woken from that when it can be. */
+  private readonly checkpoint: SessionCheckpoint;
 
   constructor(readonly opts: SessionHibernationOptions) {
     this.keys = new Keys(opts.namespace);
     this.events = sharedCounter(opts.metrics?.registry, 'sessionbox_hibernation_total', 'Hibernations and wakes', ['event']);
     this.objects = sharedCounter(opts.metrics?.registry, 'sessionbox_hibernated_objects_total', 'Names saved or not at hibernation', ['outcome']);
     this.wakeSeconds = histogram(opts.metrics);
+    this.checkpoint = new SessionCheckpoint({ ...opts, setting: opts.checkpoints, statePath: STATE_PATH });
   }
 
   private async kernelOp<T>(rec: SessionRecord, op: 'hibernate' | 'wake', extra: Record<string, unknown> = {}): Promise<T> {
@@ -115,8 +121,8 @@ export class SessionHibernation {
       this.opts.logger.info({ sessionId: rec.id }, 'hibernation cancelled: the session was used while it was being saved');
       return false;
     }
-    // The container goes first, so a session that reads as hibernated has none.
-    await this.opts.sessions.runtime(rec.host).remove(rec.containerId);
+    // The container goes (or, checkpointed, stops) first, so a session that reads as hibernated runs nothing.
+    const method = await this.checkpoint.hibernate(rec);
     await this.opts.sessions.store.hibernate(rec, Date.now(), wakeUntil);
     // A hibernated session holds no live-session slot of its key; waking takes one again.
     // Best effort: a slot left behind is dropped by the key's next prune (it skips hibernated sessions).
@@ -127,7 +133,7 @@ export class SessionHibernation {
     this.objects.inc({ outcome: 'saved' }, summary.saved.length + summary.modules.length);
     this.objects.inc({ outcome: 'unsaved' }, summary.skipped.length);
     this.opts.logger.info(
-      { sessionId: rec.id, stateBytes: summary.bytes, stateCap: maxBytes, overCap: summary.overCap, archiveBytes: info.size, saved: summary.saved.length, skipped: summary.skipped.map((s) => s.name) },
+      { sessionId: rec.id, method, stateBytes: summary.bytes, stateCap: maxBytes, overCap: summary.overCap, archiveBytes: info.size, saved: summary.saved.length, skipped: summary.skipped.map((s) => s.name) },
       'session hibernated',
     );
     return true;
@@ -165,6 +171,8 @@ export class SessionHibernation {
   private async wakeLocked(rec: SessionRecord): Promise<SessionRecord> {
     const started = process.hrtime.bigint();
     const ms = () => Math.round(Number(process.hrtime.bigint() - started) / 1e6);
+    const viaCheckpoint = await this.checkpoint.wake(rec);
+    if ('live' in viaCheckpoint) return viaCheckpoint.live;
     const info = await this.opts.archives.archiveInfo(rec.id);
     if (!info) throw new SessionboxError('hibernation_lost', `the saved state of session ${rec.id} is gone`, 410);
     // The archive is read while the container is found (a warm-pool one, or made cold).
@@ -196,7 +204,7 @@ export class SessionHibernation {
       throw err;
     }
     const now = Date.now();
-    await this.opts.sessions.store.wake(rec, host, containerId, summary.notes, now, target.containerLabel);
+    await this.opts.sessions.store.wake(rec, host, containerId, [...viaCheckpoint.notes, ...summary.notes], now, target.containerLabel);
     await Promise.all([
       target.commit(),
       // Live again: the next hibernation writes a new archive; this one would only sit on disk until wakeUntil.

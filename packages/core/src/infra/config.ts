@@ -74,6 +74,8 @@ export const EnvSchema = z.object({
   SESSIONBOX_HIBERNATE_RETENTION_SECONDS: int(7 * 86400, 10),
   /** Unset: each session's own memory limit. */
   SESSIONBOX_HIBERNATE_MAX_STATE_BYTES: z.coerce.number().int().min(1024).optional(),
+  /** `auto`: under runsc, checkpoint the whole container when the engine allows it; `off`: always the dill path. */
+  SESSIONBOX_HIBERNATE_CHECKPOINT: z.enum(['auto', 'off']).default('auto'),
   SESSIONBOX_MAX_ARCHIVE_BYTES: int(100 * 1024 * 1024, 1024),
   SESSIONBOX_ARCHIVE_DIR: z.string().min(1).default('/var/lib/sessionbox/archives'),
   SESSIONBOX_TOOL_TEXT_BUDGET: int(4000, 200, 1_000_000),
@@ -193,6 +195,8 @@ function toConfig(e: Env, ctx: z.RefinementCtx) {
     hibernateRetentionSeconds: e.SESSIONBOX_HIBERNATE_RETENTION_SECONDS,
     /** Cap on one session's saved state; null = its memory limit (never more than that). */
     hibernateMaxStateBytes: e.SESSIONBOX_HIBERNATE_MAX_STATE_BYTES ?? null,
+    /** Whole-container checkpoints for hibernation under runsc (`auto`) or never (`off`). */
+    hibernateCheckpoint: e.SESSIONBOX_HIBERNATE_CHECKPOINT,
     maxArchiveBytes: e.SESSIONBOX_MAX_ARCHIVE_BYTES,
     archiveDir: e.SESSIONBOX_ARCHIVE_DIR,
     /** How often the worker deletes archives past their time: a quarter of their life, within [reaper interval, 1 min]. */

@@ -92,8 +92,12 @@ async function applyOne(ctx: CleanupContext, a: CleanupAction, plan: CleanupPlan
       const rec = await store.get(a.sessionId!);
       if (!rec || rec.status === 'terminated') return;
       if (!sameContainer(rec.containerId, a.containerId)) throw new Skip('record changed since the plan');
-      const info = await ctx.opts.sessions.runtime(rec.host).inspect(rec.containerId);
+      if (rec.status === 'hibernated') throw new Skip('hibernated since the plan');
+      const runtime = ctx.opts.sessions.runtime(rec.host);
+      const info = await runtime.inspect(rec.containerId);
       if (info && (info.running || info.state === 'paused')) throw new Skip(`container is ${info.state}`);
+      // Stopped by the checkpoint of its hibernation under gVisor, which marks the record next.
+      if (info && (await runtime.hasCheckpoint(rec.containerId))) throw new Skip('container is being checkpointed for hibernation');
       await ctx.opts.sessions.terminate(rec, deathReason(info));
       return;
     }

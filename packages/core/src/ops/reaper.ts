@@ -112,6 +112,8 @@ export class Reaper {
       if (!rec || rec.status === 'terminated' || rec.status === 'hibernated' || rec.containerId !== containerId) return;
       const info = await this.runtime.inspect(containerId);
       if (info?.running) return;
+      // Checkpointed by its hibernation under gVisor (which stops it): that settles the record, not a death.
+      if (info && (await this.runtime.hasCheckpoint(containerId))) return;
       if (await this.opts.sessions.terminate(rec, deathReason(info))) this.metrics.reaperActions.inc({ action: 'dead_container' });
     } catch (err) {
       this.opts.logger.warn({ sessionId, host: this.opts.host, containerId, err: errMsg(err) }, 'could not settle a dead container');

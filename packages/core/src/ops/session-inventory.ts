@@ -241,14 +241,16 @@ export class SessionInventory {
       if (!hosts.includes(rec.host)) continue;
       const c = lookupContainer(byId, rec.containerId) ?? null;
       const live = rec.status !== 'terminated' && rec.status !== 'hibernated';
-      if (c && live) matched.add(c.id);
+      // A hibernated session's container is its checkpoint under gVisor (stopped on purpose), not an orphan.
+      const held = live || rec.status === 'hibernated';
+      if (c && held) matched.add(c.id);
       let state: InventoryState;
       if (rec.status === 'hibernated') state = 'hibernated';
       else if (!live) state = 'terminated';
       else if (!hostOk.get(rec.host)) state = 'unknown';
       else if (!c || (!c.running && c.state !== 'paused')) state = 'dead';
       else state = rec.status;
-      rows.push({ id: rec.id, state, host: rec.host, record: rec, container: live ? c : null, pooled: false, usage: null });
+      rows.push({ id: rec.id, state, host: rec.host, record: rec, container: held ? c : null, pooled: false, usage: null });
     }
     for (const h of listed) {
       for (const c of h.containers) {

@@ -30,6 +30,8 @@ export interface ContainerInfo {
   createdAt: Date;
   oomKilled?: boolean;
   exitCode?: number;
+  /** The OCI runtime it runs under (`runc`, `runsc`), from `inspect`. */
+  ociRuntime?: string;
 }
 
 /** The supervisor's stdin and stdout inside a running container. */
@@ -87,6 +89,19 @@ export interface ContainerRuntime {
   usage(id: string): Promise<ContainerUsage | null>;
   /** The engine's memory (MemTotal), in bytes. */
   memoryBytes(): Promise<number>;
+  /**
+   * Whole-container checkpoint/restore (hibernation under gVisor, see files/session-checkpoint.ts):
+   * whether the engine can do it at all (Docker: its `experimental` setting).
+   */
+  checkpointsSupported(): Promise<boolean>;
+  /** Saves the container's processes and memory to the engine's disk and stops it (the container stays). */
+  checkpoint(id: string): Promise<void>;
+  /** Starts a stopped container from its checkpoint. */
+  restoreCheckpoint(id: string): Promise<void>;
+  /** Whether a stopped container holds a hibernation checkpoint; false when the container is gone. */
+  hasCheckpoint(id: string): Promise<boolean>;
+  /** Idempotent (a container or checkpoint that is gone counts as deleted). */
+  deleteCheckpoint(id: string): Promise<void>;
   /** Calls `onEvent` for die/destroy/oom of containers matching the filters; returns a stop function. */
   watch(labelFilters: string[], onEvent: (e: ContainerEvent) => void, onError: (err: Error) => void): Promise<() => void>;
 }
