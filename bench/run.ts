@@ -15,6 +15,7 @@ import { checkpointRows, runCheckpointBatch, type CheckpointBatch } from './hibe
 import { FLOOR_VARIANTS, PLOT_SCRIPT, runBaselines, type BaselineResults } from './baselines';
 import { benchDifySandbox, difyReportLines, type DifyBenchResult } from './dify-sandbox';
 import { benchBurst, burstReportLines, type BurstResult } from './burst';
+import { benchHeld, heldRows, type HeldResult } from './held';
 import { summarizeProfiles, type ProfileSummary } from './cpu-profile';
 import { JsonClient } from './http-client';
 import { jupyterReport, runJupyterBench, type JupyterResults } from './jupyter';
@@ -24,7 +25,9 @@ import { tmpdir } from 'node:os';
 import { fmtBytes, fmtMs, round, sleep, speedup, summarize, timed, type Summary } from './stats';
 import { REDIS_URL, ROOT, cleanupNamespace, docker, startBenchSystem, type BenchSystem, type Mode } from './system';
 
-const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'burst', 'print', 'plot', 'jupyter', 'profile', 'ttl', 'sustained', 'memory', 'floor', 'fairshare', 'hibernate'] as const;
+const SECTIONS = ['baselines', 'cold', 'warm', 'dify', 'burst', 'print', 'plot', 'jupyter', 'profile', 'ttl', 'sustained', 'memory', 'floor', 'fairshare', 'hibernate', 'held'] as const;
+/** Only when named in --only: `held` makes thousands of sessions (most of an hour at 5,000). */
+const OPT_IN: readonly string[] = ['held'];
 type Section = (typeof SECTIONS)[number];
 
 const PLOT_CODE = 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16])\nplt.show()';
@@ -38,6 +41,7 @@ const program = new Command()
   .option('--lazy-pool <n>', 'lazy warm containers on top, imports on first use (npm start: 16)', '16')
   .option('--sessions <n>', 'sessions for the sustained and idle-memory phases')
   .option('--seconds <n>', 'length of the sustained phase')
+  .option('--held <n>', 'sessions made and hibernated by the held section (--only held)', '5000')
   .option('--only <sections>', `comma-separated subset of: ${SECTIONS.join(',')}`)
   .option('--cpu-prof', 'write V8 CPU profiles of api and worker (processes mode) and summarize them', false)
   .option('--out <file>', 'JSON result file', path.join(ROOT, 'bench/results/latest.json'))
@@ -82,6 +86,7 @@ interface Results {
   dify?: DifyBenchResult;
   fairShare?: FairShareResult;
   hibernate?: HibernateResult;
+  held?: HeldResult;
   /** The same under runsc, hibernated by whole-container checkpoints (when the engine can). */
   hibernateCheckpoint?: CheckpointBatch;
   burst?: BurstResult;
@@ -127,6 +132,7 @@ async function main() {
     lazyPool: string;
     sessions?: string;
     seconds?: string;
+    held: string;
     only?: string;
     cpuProf: boolean;
     out: string;
@@ -153,7 +159,7 @@ async function main() {
   };
   const poolSize = Number(o.pool);
   const lazyPoolSize = Number(o.lazyPool);
-  const only = new Set<Section>((o.only ? o.only.split(',') : SECTIONS) as Section[]);
+  const only = new Set<Section>((o.only ? o.only.split(',') : SECTIONS.filter((s) => !OPT_IN.includes(s))) as Section[]);
   for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s}`);
   const want = (s: Section) => only.has(s);
 
@@ -231,6 +237,10 @@ async function main() {
       log(`hibernate: ${n.hibernate} + ${n.hibernate} sessions (x = 42; a DataFrame) at a 10 s idle TTL, then wake each with print(x) (no pool)`);
       res.hibernate = { cold: await runHibernateBatch(http(), { sessions: n.hibernate, namespace, archiveDir, log }) };
       res.hibernateCheckpoint = (await benchCheckpoints({ mode: o.mode, namespace, sessions: n.hibernate, logDir: resultsDir })) ?? undefined;
+    }
+    if (want('held')) {
+      log(`held: ${o.held} sessions made 8 at a time, each hibernated at a 10 s idle TTL (no pool)`);
+      res.held = await benchHeld(http(), { sessions: Number(o.held), concurrency: 8, namespace, archiveDir, log });
     }
 
     // ---- phase 2: with the warm pool ---------------------------------------------------------
@@ -730,6 +740,7 @@ function rows(r: Results): Row[] {
     });
   if (r.fairShare) out.push(fairShareRow(r.fairShare));
   if (r.hibernate) out.push(...hibernateRows(r.hibernate));
+  if (r.held) out.push(...heldRows(r.held));
   if (r.hibernateCheckpoint) out.push(...checkpointRows(r.hibernateCheckpoint));
   return out;
 }
