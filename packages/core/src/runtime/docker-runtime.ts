@@ -13,6 +13,7 @@ import type {
   SessionContainerSpec,
 } from './container-runtime';
 import { randomInt } from 'node:crypto';
+import { errMsg } from '../infra/err-msg';
 import { UnavailableError } from '../errors/errors';
 import { demuxWithBackpressure } from './exec-demux';
 import { poll } from '../infra/poll';
@@ -373,7 +374,8 @@ export class DockerRuntime implements ContainerRuntime {
       // No checkpoints: the engine's answer is not a JSON list, and dockerode hands back its bytes.
       return Array.isArray(list) && list.some((c) => c.Name === HIBERNATION_CHECKPOINT);
     } catch (err) {
-      if (statusOf(err) === 404) return false;
+      // No such container, or an engine without checkpoints (not "experimental"): it holds none.
+      if (statusOf(err) === 404 || statusOf(err) === 501 || /experimental/i.test(errMsg(err))) return false;
       throw err;
     }
   }
