@@ -2,14 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Counter, Histogram } from 'prom-client';
-import { Histogram as PromHistogram } from 'prom-client';
 import { SessionboxError, UnavailableError } from '../errors/errors';
 import { Keys } from '../infra/keys';
 import type { Metrics } from '../infra/metrics';
 import { KernelChannel, type KernelEvent } from '../runtime/kernel-channel';
 import type { SessionService } from '../sessions/session-service';
 import type { SessionRecord } from '../sessions/session-store';
-import { sharedCounter } from './file-metrics';
+import { sharedCounter, sharedHistogram } from './file-metrics';
 import type { FileOpsClient } from './fileops-client';
 import { SessionCheckpoint } from './session-checkpoint';
 import type { SessionArchives } from './session-archives';
@@ -51,13 +50,6 @@ interface LoadSummary {
   extracted?: number;
 }
 
-function histogram(metrics: Metrics | undefined): Histogram<string> {
-  const name = 'sessionbox_wake_seconds';
-  const existing = metrics?.registry.getSingleMetric(name);
-  if (existing) return existing as Histogram<string>;
-  return new PromHistogram({ name, help: 'Time to wake a hibernated session (container, files, state)', registers: metrics ? [metrics.registry] : [] });
-}
-
 /**
  * Sessions that outlive idleness (issue 17), on runc: at the idle TTL the kernel pickles the user's
  * namespace (dill) into the working directory, the directory is archived like an expired
@@ -77,7 +69,7 @@ export class SessionHibernation {
     this.keys = new Keys(opts.namespace);
     this.events = sharedCounter(opts.metrics?.registry, 'sessionbox_hibernation_total', 'Hibernations and wakes', ['event']);
     this.objects = sharedCounter(opts.metrics?.registry, 'sessionbox_hibernated_objects_total', 'Names saved or not at hibernation', ['outcome']);
-    this.wakeSeconds = histogram(opts.metrics);
+    this.wakeSeconds = sharedHistogram(opts.metrics?.registry, 'sessionbox_wake_seconds', 'Time to wake a hibernated session (container, files, state)');
     this.checkpoint = new SessionCheckpoint({ ...opts, setting: opts.checkpoints, statePath: STATE_PATH });
   }
 

@@ -211,7 +211,7 @@ export class WarmPool implements WarmPoolControl {
         });
       this.inFlight.add(p);
     }
-    this.metrics.poolSize.set({ host: this.host, tier: this.settings.tier }, await this.opts.redis.llen(this.listKey));
+    this.metrics.poolSize.set({ host: this.host, tier: this.settings.tier }, length);
   }
 
   private failed(err: unknown, what: string) {
